@@ -1,0 +1,192 @@
+"""Typed configuration for ``edgecam finetune``; ``configs/example.yaml`` documents every key.
+
+Each library function takes only the section it needs (``DataConfig``, ``TrainConfig``, ...).
+Relative paths are taken from the working directory, as on the command line, and made
+absolute once at load time so the resolved config saved with a run is unambiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from edgecam import configfile
+
+Backbone = Literal["mobilenet_v2", "mobilenet_v1", "mobilenet_v3_small", "mobilenet_v3_large"]
+Quantization = Literal["float32", "float16", "int8"]
+
+# Width multipliers and input sizes Keras publishes ImageNet weights for.
+ALPHAS = {
+    "mobilenet_v1": (0.25, 0.5, 0.75, 1.0),
+    "mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
+    "mobilenet_v3_small": (0.75, 1.0),
+    "mobilenet_v3_large": (0.75, 1.0),
+}
+INPUT_SIZES = {
+    "mobilenet_v1": (128, 160, 192, 224),
+    "mobilenet_v2": (96, 128, 160, 192, 224),
+    "mobilenet_v3_small": (224,),
+    "mobilenet_v3_large": (224,),
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # Folder with one sub-folder per label, or with train/ [val/] [test/] splits of such folders.
+    path: Path = Path("datasets/mydata")
+    # Labels to train, in output order. A list of folder names, or a mapping
+    # label -> folder name(s) to rename or merge folders. Empty: every folder, sorted.
+    labels: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
+    # Fraction of images held out for validation when the data has no val/ folder.
+    val_fraction: float = 0.2
+
+    def validate(self):
+        if not 0.0 < self.val_fraction < 0.9:
+            return "val_fraction", f"must be between 0 and 0.9, got {self.val_fraction}"
+        if isinstance(self.labels, tuple) and len(set(self.labels)) != len(self.labels):
+            return "labels", "lists a label twice"
+        return None
+
+    def label_folders(self) -> dict[str, tuple[str, ...]] | None:
+        """Label → folder names it is made of, in label order; None means 'every folder'."""
+        if isinstance(self.labels, dict):
+            return dict(self.labels)
+        if self.labels:
+            return {name: (name,) for name in self.labels}
+        return None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: Backbone = "mobilenet_v2"
+    # Width multiplier of the backbone (see ALPHAS for ones with ImageNet weights).
+    alpha: float = 1.0
+    # Square input size in pixels; the exported model takes uint8 RGB frames of this size.
+    input_size: int = 224
+    # "imagenet" (Keras downloads and caches it), a .h5 weights file, or a folder holding
+    # Keras' cached weight files (as in ~/.keras/models/).
+    weights: str = "imagenet"
+    # Dropout before the classifier layer.
+    dropout: float = 0.2
+
+    def validate(self):
+        if self.alpha not in ALPHAS[self.backbone]:
+            return "alpha", f"{self.alpha} has no ImageNet weights for {self.backbone}; use one of {ALPHAS[self.backbone]}"
+        if self.input_size not in INPUT_SIZES[self.backbone]:
+            return "input_size", f"{self.input_size} is not supported by {self.backbone}; use one of {INPUT_SIZES[self.backbone]}"
+        if not 0.0 <= self.dropout < 1.0:
+            return "dropout", f"must be in [0, 1), got {self.dropout}"
+        return None
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    # Extra augmented views per training image (0 turns augmentation off). Each view's
+    # embedding is cached, so more views cost time once, not per epoch.
+    views: int = 2
+    flip: bool = True
+    # Max rotation in degrees, max zoom (fraction), max brightness/contrast change (fraction).
+    rotation: float = 10.0
+    zoom: float = 0.15
+    brightness: float = 0.2
+    contrast: float = 0.2
+
+    def validate(self):
+        if not 0 <= self.views <= 16:
+            return "views", f"must be 0..16, got {self.views}"
+        for key in ("zoom", "brightness", "contrast"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                return key, f"must be in [0, 1), got {getattr(self, key)}"
+        if not 0.0 <= self.rotation <= 180.0:
+            return "rotation", f"must be 0..180 degrees, got {self.rotation}"
+        return None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Weight classes by inverse frequency so a rare label is not ignored.
+    class_weight: bool = True
+    # Stop when validation loss has not improved for this many epochs (best weights restored).
+    patience: int = 5
+    # Second stage: also train the top N backbone layers on the images (0 = off).
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 5
+    fine_tune_learning_rate: float = 1e-5
+
+    def validate(self):
+        for key in ("epochs", "batch_size", "patience", "fine_tune_epochs"):
+            if getattr(self, key) < 1:
+                return key, f"must be at least 1, got {getattr(self, key)}"
+        for key in ("learning_rate", "fine_tune_learning_rate"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                return key, f"must be between 0 and 1, got {getattr(self, key)}"
+        if self.fine_tune_layers < 0:
+            return "fine_tune_layers", f"must be 0 or more, got {self.fine_tune_layers}"
+        return None
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    quantization: Quantization = "float32"
+    # An int8 model whose accuracy drops by more than this (0.02 = 2 points) against the
+    # float model fails the export; the float model is kept.
+    max_accuracy_drop: float = 0.02
+    # Images drawn from the training split to calibrate int8 quantization.
+    calibration_images: int = 200
+
+    def validate(self):
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            return "max_accuracy_drop", f"must be in [0, 1], got {self.max_accuracy_drop}"
+        if self.calibration_images < 1:
+            return "calibration_images", f"must be at least 1, got {self.calibration_images}"
+        return None
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    # Run name: results go to <output>/<name>/<n>/.
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    # Folder that holds the run folders.
+    output: Path = Path("runs")
+    # Embedding cache folder ("" = ~/.cache/edgecam or $EDGECAM_CACHE).
+    cache: str = ""
+
+    def validate(self):
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            return "name", f"must be a plain folder name, got {self.name!r}"
+        return None
+
+
+def load_finetune_config(path: str | Path | None, overrides=()) -> FinetuneConfig:
+    """Read and validate a finetune config (``path`` None: defaults) plus ``key=value`` overrides."""
+    cfg = configfile.load(FinetuneConfig, path, overrides)
+    return resolve_paths(cfg, Path.cwd())
+
+
+def resolve_paths(cfg: FinetuneConfig, base: Path) -> FinetuneConfig:
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    weights = cfg.model.weights
+    if weights != "imagenet" and not Path(weights).expanduser().is_absolute():
+        weights = str((base / Path(weights).expanduser()).resolve())
+    cache = cfg.cache
+    if cache and not Path(cache).expanduser().is_absolute():
+        cache = str((base / cache).resolve())
+    return replace(
+        cfg,
+        data=replace(cfg.data, path=absolute(cfg.data.path)),
+        model=replace(cfg.model, weights=weights),
+        output=absolute(cfg.output),
+        cache=cache,
+    )

@@ -1,0 +1,1 @@
+"""Run reports: report.json, a Markdown summary and PNG plots."""

@@ -1,0 +1,1 @@
+"""Workstation side: the only package that imports TensorFlow."""
