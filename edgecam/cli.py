@@ -1,0 +1,125 @@
+"""The ``edgecam`` command: thin click commands that parse, load config, call the library, print.
+
+Library errors (``EdgecamError``) become a one-line ``Error: ...`` and an exit code here, and
+only here. Heavy imports (TensorFlow) happen inside the commands that need them, so
+``edgecam run`` and ``edgecam evaluate`` start fast and work where TensorFlow is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from edgecam import __version__
+from edgecam.errors import EdgecamError
+
+
+class _Group(click.Group):
+    """Turns library errors and interrupts into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx):
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # lets finally: blocks remove temp files
+        try:
+            return super().invoke(ctx)
+        except EdgecamError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgecam")
+def cli():
+    """Teach a camera to recognise your own things.
+
+    \b
+    Workstation:  edgecam finetune CONFIG.yaml [key=value ...]
+    Anywhere:     edgecam evaluate MODEL.tflite DATA_DIR
+    """
+
+
+def _split_config_and_overrides(args: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    if args and "=" not in args[0]:
+        return args[0], list(args[1:])
+    return None, list(args)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, metavar="[CONFIG.yaml] [KEY=VALUE]...")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def finetune(args, quiet):
+    """Train a classifier on labelled image folders and export a .tflite.
+
+    CONFIG.yaml is optional; any key can be set or overridden as KEY=VALUE, e.g.
+    `edgecam finetune configs/flowers.yaml train.epochs=20 export.quantization=int8`.
+    """
+    from edgecam.config import load_finetune_config
+
+    config_path, overrides = _split_config_and_overrides(args)
+    for bad in (a for a in overrides if "=" not in a):
+        raise click.UsageError(f"{bad!r}: expected KEY=VALUE (only the first argument may be a config file)")
+    cfg = load_finetune_config(config_path, overrides)
+    _quiet_tensorflow()
+    from edgecam.training.finetune import finetune as run_finetune
+
+    result = run_finetune(cfg, progress=not quiet)
+    tflite = result.report["metrics"]["tflite"]
+    for split, metrics in tflite.items():
+        keras = result.report["metrics"]["keras"].get(split)
+        click.echo(f"{split} accuracy: {metrics['accuracy']:.4f} (model.tflite)"
+                   + (f", {keras:.4f} (Keras)" if keras is not None else "") + f" on {metrics['images']} images")
+    click.echo(f"model:  {result.model_path} ({result.report['export']['bytes'] / 1e6:.2f} MB, "
+               f"{result.report['export']['quantization']})")
+    click.echo(f"report: {result.run_dir / 'report.md'}")
+    click.echo(f"done in {result.timings['total']:.1f} s")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--labels", type=click.Path(path_type=Path), help="Labels file for models without metadata.")
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: runs/evaluate/<n>].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def evaluate(model, data_dir, labels, out, quiet):
+    """Accuracy of MODEL.tflite on DATA_DIR (one folder per label), without TensorFlow."""
+    from edgecam.errors import DataError
+    from edgecam.evaluate import evaluate_folder
+    from edgecam.fsutil import next_run_dir
+
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data folder not found")
+    out = out or next_run_dir(Path("runs"), "evaluate")
+    result = evaluate_folder(model, data_dir, out, labels_file=labels, progress=not quiet)
+    m = result["metrics"]
+    click.echo(f"accuracy: {m['accuracy']:.4f} on {m['images']} images ({len(result['misclassified'])} wrong, "
+               f"{len(result['skipped'])} skipped)")
+    width = max(len(label) for label in m["per_label"])
+    for label, row in m["per_label"].items():
+        click.echo(f"  {label:<{width}}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+                   f"f1 {row['f1']:.3f}  n={row['support']}")
+    click.echo(f"results: {out}")
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's start-up chatter is not for users; real errors still surface as exceptions."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

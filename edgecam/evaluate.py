@@ -1,0 +1,108 @@
+"""Accuracy of a ``.tflite`` classifier on labelled images, measured with the edge runtime.
+
+The same code checks a freshly exported model inside ``finetune`` and serves
+``edgecam evaluate`` on a Pi, so the number in the report is the number the device gets.
+No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgecam import fsutil
+from edgecam.config import DataConfig
+from edgecam.data.dataset import Sample, scan_dataset
+from edgecam.data.images import ImageDecodeError, load_rgb
+from edgecam.errors import DataError
+from edgecam.metrics import classification_report
+from edgecam.runtime.classifier import Classifier
+
+
+def evaluate_samples(
+    model: str | Path | Classifier,
+    samples: Sequence[Sample],
+    sample_labels: Sequence[str],
+    desc: str = "evaluating",
+    progress: bool = True,
+) -> dict:
+    """Run every sample through the model; ``sample_labels[s.label]`` names each sample's truth."""
+    classifier = model if isinstance(model, Classifier) else Classifier(model)
+    index = {name: i for i, name in enumerate(classifier.labels)}
+    missing = sorted({sample_labels[s.label] for s in samples} - set(index))
+    if missing:
+        raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
+    y_true, y_pred, rows, skipped = [], [], [], []
+    for s in _progress(samples, desc, progress):
+        try:
+            probs = classifier.classify(load_rgb(s.path))
+        except ImageDecodeError as err:
+            skipped.append({"path": str(s.path), "reason": str(err)})
+            continue
+        truth, guess = index[sample_labels[s.label]], int(np.argmax(probs))
+        y_true.append(truth)
+        y_pred.append(guess)
+        rows.append({"path": str(s.path), "true": classifier.labels[truth],
+                     "predicted": classifier.labels[guess], "score": round(float(probs[guess]), 4)})
+    return {
+        "model": str(classifier.path),
+        "metrics": classification_report(y_true, y_pred, classifier.labels),
+        "misclassified": [r for r in rows if r["true"] != r["predicted"]],
+        "predictions": rows,
+        "skipped": skipped,
+    }
+
+
+def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file: Path | None = None,
+                    progress: bool = True) -> dict:
+    """``edgecam evaluate``: a folder tree of labelled images → metrics, confusion matrix, errors.
+
+    Uses the test/ split when the folder has one, otherwise every image. Folders that are not
+    model labels are ignored with a notice.
+    """
+    from edgecam.report.plots import confusion_matrix_png
+
+    classifier = Classifier(model_path, labels=labels_file)
+    root = data_dir / "test" if (data_dir / "test").is_dir() else data_dir
+    present = [label for label in classifier.labels if (root / label).is_dir()]
+    if not present:
+        raise DataError(f"{root}: no folder named after a model label ({', '.join(classifier.labels[:5])}, ...)")
+    dataset = scan_dataset(DataConfig(path=root, labels=tuple(present)), progress=progress)
+    for notice in dataset.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    result = evaluate_samples(classifier, dataset.samples, dataset.labels, progress=progress)
+    result["data"] = str(root)
+    result["skipped"] += [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fsutil.write_text(out_dir / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "predictions"}, indent=2))
+    fsutil.write_text(out_dir / "predictions.csv", predictions_csv(result["predictions"]))
+    fsutil.write_text(out_dir / "misclassified.csv", predictions_csv(result["misclassified"]))
+    accuracy = result["metrics"]["accuracy"]
+    confusion_matrix_png(result["metrics"]["confusion_matrix"], classifier.labels, out_dir / "confusion_matrix.png",
+                         f"{model_path.name} on {root.name}: accuracy {accuracy:.1%}")
+    return result
+
+
+def predictions_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["path", "true", "predicted", "score"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _progress(items, desc: str, enabled: bool):
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(items, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+        except ImportError:
+            pass
+    return items

@@ -1,0 +1,57 @@
+"""Files that are either complete or absent: write to a temp file, fsync, rename into place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
+
+    A crash or Ctrl-C before the rename leaves the old file (or none) and no partial one.
+    ``durable=False`` skips the fsync, for caches whose readers check what they load.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if durable:
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def next_run_dir(output: Path, name: str) -> Path:
+    """Create and return ``output/name/<n>`` with n one above the highest existing run.
+
+    ``mkdir`` without ``exist_ok`` makes the claim atomic, so two runs never share a folder.
+    """
+    parent = output / name
+    parent.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name) for p in parent.iterdir() if p.name.isdigit()]
+    n = max(taken, default=0) + 1
+    while True:
+        try:
+            (parent / str(n)).mkdir()
+            return parent / str(n)
+        except FileExistsError:
+            n += 1

@@ -1,0 +1,114 @@
+"""The run report: ``report.json`` for scripts, ``report.md`` and PNG plots for people."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from edgecam import configfile, fsutil
+from edgecam.config import FinetuneConfig
+from edgecam.data.dataset import Dataset
+from edgecam.evaluate import predictions_csv
+from edgecam.report.plots import confusion_matrix_png, training_curves_png
+
+PACKAGES = ("edgecam", "tensorflow", "keras", "ai-edge-litert", "numpy", "opencv-python", "pillow")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: dict, keras_acc: dict,
+                 evaluations: dict, exported: dict, timings: dict, cache_stats: dict) -> dict:
+    labels = list(dataset.labels)
+    report = {
+        "name": cfg.name,
+        "run_dir": str(run_dir),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": cfg.train.seed,
+        "config": configfile.to_dict(cfg),
+        "data": {
+            "root": str(dataset.root),
+            "fingerprint": dataset.fingerprint(),
+            "labels": labels,
+            "counts": dataset.counts(),
+            "given_splits": list(dataset.given_splits),
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped],
+            "duplicates": [{"kept_digest": d.digest, "paths": [str(p) for p in d.paths]} for d in dataset.duplicates],
+            "conflicts": [{"paths": [str(p) for p in c.paths], "labels": list(c.labels)} for c in dataset.conflicts],
+            "ignored_folders": [str(p) for p in dataset.ignored_folders],
+            "notices": list(dataset.notices),
+        },
+        "training": {"history": stages, "epochs_run": {k: len(v.get("loss", [])) for k, v in stages.items()}},
+        "metrics": {
+            "keras": keras_acc,
+            "tflite": {name: ev["metrics"] for name, ev in evaluations.items()},
+        },
+        "export": exported,
+        "embedding_cache": cache_stats,
+        "timings_s": timings,
+        "versions": package_versions(),
+    }
+    for name, ev in evaluations.items():
+        fsutil.write_text(run_dir / f"misclassified_{name}.csv", predictions_csv(ev["misclassified"]))
+    main = "test" if "test" in evaluations else "val"
+    if main in evaluations:
+        m = evaluations[main]["metrics"]
+        confusion_matrix_png(m["confusion_matrix"], labels, run_dir / "confusion_matrix.png",
+                             f"model.tflite on {main} split: accuracy {m['accuracy']:.1%} ({m['images']} images)")
+    training_curves_png(stages, run_dir / "training_curves.png")
+    fsutil.write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    fsutil.write_text(run_dir / "report.md", markdown(report, evaluations))
+    return report
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def markdown(report: dict, evaluations: dict) -> str:
+    data, metrics = report["data"], report["metrics"]
+    lines = [f"# edgecam run `{report['name']}` — {Path(report['run_dir']).name}", ""]
+    lines += ["## Accuracy", "", "| split | images | Keras model | exported model.tflite |", "|---|---|---|---|"]
+    for split, m in metrics["tflite"].items():
+        keras = metrics["keras"].get(split)
+        lines.append(f"| {split} | {m['images']} | {_pct(keras) if keras is not None else '—'} | {_pct(m['accuracy'])} |")
+    exp = report["export"]
+    lines += ["", f"Exported as **{exp['quantization']}**, {exp['bytes'] / 1e6:.2f} MB"
+              + (f" (float32: {exp['float32_bytes'] / 1e6:.2f} MB)" if "float32_bytes" in exp else "") + ".", ""]
+    main = "test" if "test" in metrics["tflite"] else "val"
+    if main in metrics["tflite"]:
+        lines += [f"## Per label ({main} split)", "", "| label | precision | recall | F1 | images |", "|---|---|---|---|---|"]
+        for label, row in metrics["tflite"][main]["per_label"].items():
+            lines.append(f"| {label} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
+        lines += ["", "![confusion matrix](confusion_matrix.png)", "", "![training curves](training_curves.png)", ""]
+    lines += ["## Data", "", f"`{data['root']}` — fingerprint `{data['fingerprint'][:16]}`", "",
+              "| label | " + " | ".join(next(iter(data["counts"].values()))) + " |",
+              "|---|" + "---|" * len(next(iter(data["counts"].values())))]
+    for label, counts in data["counts"].items():
+        lines.append(f"| {label} | " + " | ".join(str(v) for v in counts.values()) + " |")
+    lines += ["", f"Skipped files: {len(data['skipped'])}"]
+    lines += [f"- `{s['path']}`: {s['reason']}" for s in data["skipped"]]
+    lines += [f"", f"Duplicate copies dropped: {sum(len(d['paths']) for d in data['duplicates'])}; "
+              f"conflicts (same photo under different labels, excluded): {len(data['conflicts'])}"]
+    lines += [f"- {', '.join(c['labels'])}: " + ", ".join(f"`{p}`" for p in c["paths"]) for c in data["conflicts"]]
+    lines += [f"- note: {n}" for n in data["notices"]]
+    for split, ev in evaluations.items():
+        wrong = ev["misclassified"]
+        lines += ["", f"## Misclassified ({split}): {len(wrong)}", ""]
+        lines += [f"- `{Path(r['path']).name}`: {r['true']} → {r['predicted']} ({r['score']:.0%})" for r in wrong[:50]]
+        if len(wrong) > 50:
+            lines.append(f"- … {len(wrong) - 50} more in misclassified_{split}.csv")
+    lines += ["", "## Timings", "", " · ".join(f"{k} {v:.1f} s" for k, v in report["timings_s"].items()),
+              "", f"Seed {report['seed']}; " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""A LiteRT image classifier built once from a ``.tflite`` file and its metadata.
+
+Everything it needs comes from the model file: input size and dtype, quantisation parameters,
+labels and normalisation (TFLite metadata). Foreign models without metadata work when given a
+labels file. The interpreter is created once and reused for every frame.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgecam.errors import ModelError
+from edgecam.modelfile.metadata import ModelInfo, read_labels_file, read_metadata
+from edgecam.runtime.litert import make_interpreter
+from edgecam.runtime.preprocess import fit_to_input
+
+# Foreign float models without metadata are assumed to want MobileNet-style [-1, 1] inputs.
+DEFAULT_MEAN, DEFAULT_STD = (127.5,), (127.5,)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    score: float
+
+
+class Classifier:
+    """Run a classification ``.tflite`` on RGB frames: ``classify(rgb) -> probabilities``."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        labels: Sequence[str] | str | os.PathLike | None = None,
+        num_threads: int | None = None,
+    ):
+        self.path = Path(model_path)
+        content = _read_model(self.path)
+        self.info: ModelInfo | None = read_metadata(content)
+        try:
+            self._interpreter = make_interpreter(num_threads, model_content=content)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.path}: not a valid TFLite model ({_first_line(exc)})") from None
+        self._input, self._output = self._check_signature()
+        self.labels = self._resolve_labels(labels)
+        self.size_bytes = len(content)
+
+    # -- model description ------------------------------------------------------------------
+    def _check_signature(self) -> tuple[dict, dict]:
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{self.path}: not an image classifier (expected 1 input and 1 output, "
+                f"got {len(inputs)} and {len(outputs)})"
+            )
+        inp, out = inputs[0], outputs[0]
+        shape = tuple(int(d) for d in inp["shape"])
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+            raise ModelError(f"{self.path}: not an image classifier (input shape {list(shape)}, expected [1, H, W, 3])")
+        if inp["dtype"] not in (np.uint8, np.int8, np.float32):
+            raise ModelError(f"{self.path}: unsupported input type {np.dtype(inp['dtype']).name}")
+        if np.prod(out["shape"]) != out["shape"][-1]:
+            raise ModelError(f"{self.path}: not a classifier (output shape {list(out['shape'])}, expected [1, N])")
+        return inp, out
+
+    def _resolve_labels(self, labels) -> tuple[str, ...]:
+        n = self.num_classes
+        if isinstance(labels, (str, os.PathLike)):
+            source = str(labels)
+            labels = read_labels_file(labels)
+        elif labels is not None:
+            source = "labels"
+        elif self.info and self.info.labels:
+            source, labels = f"{self.path} metadata", self.info.labels
+        else:
+            return tuple(str(i) for i in range(n))
+        labels = tuple(labels)
+        if len(labels) != n:
+            raise ModelError(f"{source}: {len(labels)} labels, but the model outputs {n} classes")
+        return labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the model takes."""
+        return int(self._input["shape"][1]), int(self._input["shape"][2])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._output["shape"][-1])
+
+    # -- inference --------------------------------------------------------------------------
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB frame → the input tensor (crop/resize, then the model's number format)."""
+        pixels = fit_to_input(rgb, self.input_size)
+        dtype = self.input_dtype
+        if dtype == np.uint8 and self._is_raw_pixels():
+            return pixels[None]
+        mean, std = self._normalisation()
+        x = (pixels.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        if dtype == np.float32:
+            return x[None]
+        scale, zero = self._input["quantization"]
+        q = np.round(x / scale + zero)
+        info = np.iinfo(dtype)
+        return np.clip(q, info.min, info.max).astype(dtype)[None]
+
+    def _is_raw_pixels(self) -> bool:
+        """uint8 input that takes pixel values as they are (edgecam models, most quantised models)."""
+        scale, zero = self._input["quantization"]
+        mean, std = self._normalisation()
+        if scale == 0:
+            return True
+        # Quantised input whose real value is (q - zero) * scale == (pixel - mean) / std.
+        return bool(np.allclose([zero, scale], [np.mean(mean), 1.0 / np.mean(std)], rtol=1e-3, atol=0.5))
+
+    def _normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self.info and self.info.mean and self.info.std:
+            return self.info.mean, self.info.std
+        if self.input_dtype == np.uint8:
+            return (0.0,), (1.0,)
+        return DEFAULT_MEAN, DEFAULT_STD
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one prepared input; returns float probabilities of shape (num_classes,)."""
+        self._interpreter.set_tensor(self._input["index"], tensor)
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
+        if raw.dtype != np.float32:
+            scale, zero = self._output["quantization"]
+            return (raw.astype(np.float32) - zero) * (scale or 1.0)
+        return raw.copy()
+
+    def classify(self, rgb: np.ndarray) -> np.ndarray:
+        return self.infer(self.prepare(rgb))
+
+    def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[Prediction]:
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        return [Prediction(self.labels[i], int(i), float(probabilities[i])) for i in order]
+
+
+def _read_model(path: Path) -> bytes:
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a folder, expected a .tflite file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model ({exc.strerror})") from None
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise ModelError(f"{path}: not a TFLite model (no TFL3 identifier)")
+    return content
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

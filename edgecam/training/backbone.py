@@ -1,0 +1,68 @@
+"""Pretrained MobileNet feature extractors that take raw 0..255 RGB (preprocessing inside).
+
+Putting the backbone's own input scaling in the graph means the exported model takes plain
+pixels, so no consumer can get the normalisation wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from edgecam.config import ModelConfig
+from edgecam.errors import ConfigError
+
+
+def keras_weights_filename(cfg: ModelConfig) -> str:
+    """The file name Keras downloads ImageNet no-top weights under (its cache key)."""
+    size = cfg.input_size
+    if cfg.backbone == "mobilenet_v1":
+        alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[cfg.alpha]
+        return f"mobilenet_{alpha_text}_{size}_tf_no_top.h5"
+    if cfg.backbone == "mobilenet_v2":
+        return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(cfg.alpha)}_{size}_no_top.h5"
+    variant = "small" if cfg.backbone == "mobilenet_v3_small" else "large"
+    return f"weights_mobilenet_v3_{variant}_224_{float(cfg.alpha)}_float_no_top_v2.h5"
+
+
+def resolve_weights(cfg: ModelConfig) -> str | None:
+    """``weights`` as Keras wants it: "imagenet" (download + cache), a file path, or None."""
+    if cfg.weights in ("imagenet", "none", "None"):
+        return None if cfg.weights != "imagenet" else "imagenet"
+    path = Path(cfg.weights)
+    if path.is_dir():
+        name = keras_weights_filename(cfg)
+        for candidate in (path / name, path / "models" / name):
+            if candidate.is_file():
+                return str(candidate)
+        raise ConfigError(f"model.weights: folder {path} has no {name} (the weights Keras uses for this backbone)")
+    if not path.is_file():
+        raise ConfigError(f"model.weights: {path}: no such file or folder")
+    return str(path)
+
+
+def build_backbone(cfg: ModelConfig) -> keras.Model:
+    """(H, W, 3) float 0..255 → pooled embedding vector, ImageNet weights, frozen."""
+    shape = (cfg.input_size, cfg.input_size, 3)
+    weights = resolve_weights(cfg)
+    inputs = keras.Input(shape=shape, name="image")
+    common = dict(input_shape=shape, alpha=cfg.alpha, include_top=False, weights=weights, pooling="avg")
+    try:
+        if cfg.backbone.startswith("mobilenet_v3"):
+            factory = (
+                keras.applications.MobileNetV3Small
+                if cfg.backbone == "mobilenet_v3_small"
+                else keras.applications.MobileNetV3Large
+            )
+            base = factory(include_preprocessing=True, **common)
+            x = inputs
+        else:
+            factory = keras.applications.MobileNet if cfg.backbone == "mobilenet_v1" else keras.applications.MobileNetV2
+            base = factory(**common)
+            x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_minus1_1")(inputs)
+    except Exception as exc:  # download failures, bad weight files
+        raise ConfigError(f"model.weights: cannot load {cfg.weights!r} for {cfg.backbone}: {str(exc).splitlines()[0]}") from None
+    base.trainable = False
+    outputs = base(x, training=False)
+    return keras.Model(inputs, outputs, name=f"{cfg.backbone}_features")

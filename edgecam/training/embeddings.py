@@ -1,0 +1,174 @@
+"""Backbone embeddings, computed once per image (and augmented view) and cached on disk.
+
+The frozen backbone is converted to a float32 ``.tflite`` once and run with LiteRT/XNNPACK,
+several times faster than Keras ``predict`` on a CPU. Embeddings are keyed by image content
+and backbone settings, so extra epochs, new heads and re-runs cost almost nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgecam import fsutil
+from edgecam.config import AugmentConfig, ModelConfig
+from edgecam.data.dataset import Sample
+from edgecam.data.images import load_rgb
+from edgecam.runtime.litert import make_interpreter
+from edgecam.runtime.preprocess import fit_to_input
+from edgecam.training import augment
+from edgecam.training.backbone import build_backbone, resolve_weights
+
+CHUNK = 32  # images decoded ahead of the interpreter
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("EDGECAM_CACHE") or Path.home() / ".cache" / "edgecam")
+
+
+def backbone_key(cfg: ModelConfig) -> str:
+    """Identifies the embedding function: architecture, size and the exact weights."""
+    weights = resolve_weights(cfg)
+    if weights and weights != "imagenet":
+        with open(weights, "rb") as f:
+            weights = hashlib.file_digest(f, "sha256").hexdigest()
+    blob = json.dumps(
+        {"backbone": cfg.backbone, "alpha": cfg.alpha, "size": cfg.input_size, "weights": weights, "pre": 1},
+        sort_keys=True,
+    )
+    return f"{cfg.backbone}_{cfg.alpha}_{cfg.input_size}_" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def uint8_input_model(model):
+    """Wrap a float 0..255 Keras model so it takes uint8 RGB directly (the export format)."""
+    import keras
+
+    inputs = keras.Input(model.input_shape[1:], dtype="uint8", name="image")
+    return keras.Model(inputs, model(keras.ops.cast(inputs, "float32")), name=model.name)
+
+
+def keras_to_tflite(model, converter_setup=None) -> bytes:
+    """Keras 3 model → TFLite bytes via a SavedModel export (the route Keras 3 supports)."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="edgecam-export-") as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if converter_setup is not None:
+            converter_setup(converter)
+        return converter.convert()
+
+
+class EmbeddingCache:
+    """``<root>/<backbone key>/`` holds the backbone ``.tflite`` and one ``.npy`` per image."""
+
+    def __init__(self, root: Path, cfg: ModelConfig):
+        self.cfg = cfg
+        self.dir = root / backbone_key(cfg)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._interpreter = None
+        self.hits = self.misses = 0
+
+    def extractor_path(self) -> Path:
+        path = self.dir / "backbone.tflite"
+        if not path.exists():
+            print(f"converting {self.cfg.backbone} backbone to TFLite (once per backbone)", file=sys.stderr)
+            fsutil.write_bytes(path, keras_to_tflite(uint8_input_model(build_backbone(self.cfg))))
+        return path
+
+    def _embed(self, image: np.ndarray) -> np.ndarray:
+        if self._interpreter is None:
+            self._interpreter = make_interpreter(model_path=str(self.extractor_path()))
+            self._in = self._interpreter.get_input_details()[0]["index"]
+            self._out = self._interpreter.get_output_details()[0]["index"]
+        self._interpreter.set_tensor(self._in, image[None])
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._out)[0].astype(np.float32)
+
+    def _file(self, digest: str, kind: str) -> Path:
+        return self.dir / kind / digest[:2] / f"{digest}.npy"
+
+    def embeddings(
+        self,
+        samples: Sequence[Sample],
+        views: int = 0,
+        augment_cfg: AugmentConfig | None = None,
+        seed: int = 0,
+        desc: str = "embedding",
+    ) -> np.ndarray:
+        """Array (len(samples), 1 + views, D): the plain image, then ``views`` augmented ones."""
+        kinds = ["plain"] + ([f"aug-{augment.settings_key(augment_cfg, seed)}"] if views else [])
+        results: dict[int, list[np.ndarray]] = {}
+        todo = []
+        for i, s in enumerate(samples):
+            parts = [self._load(self._file(s.digest, k), 1 if k == "plain" else views) for k in kinds]
+            if all(p is not None for p in parts):
+                results[i] = parts
+                self.hits += 1
+            else:
+                todo.append(i)
+        if todo:
+            self.misses += len(todo)
+            self._compute([samples[i] for i in todo], todo, kinds, views, augment_cfg, seed, results, desc)
+        return np.stack([np.concatenate(results[i], axis=0) for i in range(len(samples))])
+
+    def _compute(self, samples, indices, kinds, views, augment_cfg, seed, results, desc):
+        size = self.cfg.input_size
+        self.extractor_path()  # convert before the progress bar starts
+
+        def prepare(s: Sample) -> list[np.ndarray]:
+            rgb = load_rgb(s.path)
+            batch = [fit_to_input(rgb, (size, size))]
+            for v in range(views):
+                batch.append(augment.augmented_view(rgb, size, augment_cfg, augment.view_rng(seed, s.digest, v)))
+            return batch
+
+        bar = _progress(len(samples) * (1 + views), desc)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for start in range(0, len(samples), CHUNK):
+                chunk = samples[start : start + CHUNK]
+                for j, images in enumerate(pool.map(prepare, chunk)):
+                    vectors = []
+                    for image in images:
+                        vectors.append(self._embed(image))
+                        bar.update(1)
+                    s, i = chunk[j], indices[start + j]
+                    plain, aug = np.stack(vectors[:1]), np.stack(vectors[1:]) if views else None
+                    self._save(self._file(s.digest, kinds[0]), plain)
+                    if views:
+                        self._save(self._file(s.digest, kinds[1]), aug)
+                    results[i] = [plain] + ([aug] if views else [])
+        bar.close()
+
+    @staticmethod
+    def _load(path: Path, rows: int) -> np.ndarray | None:
+        try:
+            array = np.load(path)
+        except (OSError, ValueError, EOFError):
+            return None
+        return array if array.ndim == 2 and array.shape[0] == rows else None
+
+    @staticmethod
+    def _save(path: Path, array: np.ndarray) -> None:
+        with fsutil.atomic_path(path, durable=False) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+
+
+def _progress(total: int, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the train extra
+        class _Null:
+            def update(self, n): ...
+            def close(self): ...
+        return _Null()
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)

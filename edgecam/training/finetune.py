@@ -1,0 +1,191 @@
+"""``edgecam finetune``: folders of photos → run folder with model, report and plots.
+
+Scan → embed (cached) → train head → [fine-tune top layers] → export → check the exported
+file with the edge runtime → report. Every step's output lands in one new run folder.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecam import configfile, fsutil
+from edgecam.config import FinetuneConfig
+from edgecam.data.dataset import Dataset, Sample, scan_dataset
+from edgecam.errors import ExportError
+from edgecam.evaluate import evaluate_samples
+from edgecam.training.embeddings import EmbeddingCache, default_cache_dir
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    model_path: Path
+    report: dict
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class _Timer:
+    """Named wall-clock stages for the report (what took how long)."""
+
+    def __init__(self):
+        self.stages: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Stage:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.stages[name] = round(time.perf_counter() - self.start, 3)
+
+        return _Stage()
+
+
+def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
+    """Run the whole workstation pipeline for ``cfg``; raises EdgecamError subclasses on bad input."""
+    import keras
+
+    from edgecam.report.writer import write_report
+    from edgecam.training import export
+    from edgecam.training.backbone import build_backbone
+    from edgecam.training.head import assemble, train_head
+
+    timer, started = _Timer(), time.perf_counter()
+    with timer("scan"):
+        dataset = scan_dataset(cfg.data, progress=progress)
+    log(dataset.summary_line())
+    for notice in dataset.notices:
+        log(f"note: {notice}")
+
+    run_dir = fsutil.next_run_dir(cfg.output, cfg.name)
+    log(f"run folder: {run_dir}")
+    fsutil.write_text(run_dir / "config.yaml", _yaml(configfile.to_dict(cfg)))
+    labels, train, val, test = dataset.labels, dataset.split("train"), dataset.split("val"), dataset.split("test")
+
+    cache = EmbeddingCache(Path(cfg.cache) if cfg.cache else default_cache_dir(), cfg.model)
+    views = cfg.train.augment.views
+    with timer("embed"):
+        e_train = cache.embeddings(train, views, cfg.train.augment, cfg.train.seed, desc="embedding train")
+        e_val = cache.embeddings(val, desc="embedding val")[:, 0]
+        e_test = cache.embeddings(test, desc="embedding test")[:, 0] if test else None
+    log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
+
+    y_train, y_val = _labels_of(train), _labels_of(val)
+    with timer("train"):
+        x = e_train.reshape(-1, e_train.shape[-1])
+        y = np.repeat(y_train, e_train.shape[1])
+        head, history = train_head(x, y, e_val, y_val, len(labels), cfg.model.dropout, cfg.train)
+    stages = {"head": history}
+    backbone = build_backbone(cfg.model)
+    model = assemble(backbone, head)
+    keras_acc = {"val": _head_accuracy(head, e_val, y_val)}
+    if e_test is not None:
+        keras_acc["test"] = _head_accuracy(head, e_test, _labels_of(test))
+
+    if cfg.train.fine_tune_layers:
+        from edgecam.training.tune import fine_tune_backbone
+
+        with timer("fine_tune"):
+            stages["fine_tune"], keras_acc = fine_tune_backbone(model, backbone, dataset, cfg)
+
+    with timer("save_keras"):
+        with fsutil.atomic_path(run_dir / "model.keras") as tmp:
+            keras.saving.save_model(model, tmp.with_suffix(".keras"))
+            tmp.with_suffix(".keras").replace(tmp)
+
+    with timer("export"):
+        model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, export)
+
+    with timer("evaluate"):
+        evaluations = {name: evaluate_samples(model_path, samples, labels, desc=f"checking {name}")
+                       for name, samples in (("val", val), ("test", test)) if samples}
+    result_note = _quality_gate(cfg, keras_acc, evaluations)
+    fsutil.write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in labels))
+
+    timer.stages["total"] = round(time.perf_counter() - started, 3)
+    report = write_report(
+        run_dir, cfg, dataset, stages, keras_acc, evaluations, exported, timer.stages,
+        cache_stats={"hits": cache.hits, "computed": cache.misses},
+    )
+    if result_note:
+        raise ExportError(result_note)
+    return FinetuneResult(run_dir, model_path, report, timer.stages)
+
+
+def _labels_of(samples: list[Sample]) -> np.ndarray:
+    return np.asarray([s.label for s in samples], dtype=np.int64)
+
+
+def _head_accuracy(head, embeddings: np.ndarray, y: np.ndarray) -> float:
+    probs = head.predict(embeddings, batch_size=256, verbose=0)
+    return float((probs.argmax(axis=1) == y).mean()) if len(y) else 0.0
+
+
+def _calibration_images(dataset: Dataset, cfg: FinetuneConfig) -> np.ndarray:
+    from edgecam.data.images import load_rgb
+    from edgecam.runtime.preprocess import fit_to_input
+
+    train = dataset.split("train")
+    rng = np.random.default_rng(cfg.train.seed)
+    picks = rng.choice(len(train), size=min(cfg.export.calibration_images, len(train)), replace=False)
+    size = (cfg.model.input_size, cfg.model.input_size)
+    return np.stack([fit_to_input(load_rgb(train[i].path), size) for i in sorted(picks)])
+
+
+def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict, export):
+    """Write model.tflite (and model_float32.tflite beside an int8 one, as the fallback)."""
+    q = cfg.export.quantization
+    extra = {
+        "edgecam": 1,
+        "run": str(run_dir.name),
+        "backbone": cfg.model.backbone,
+        "alpha": cfg.model.alpha,
+        "input_size": cfg.model.input_size,
+        "quantization": q,
+        "preprocessing": "centre crop to square, resize (INTER_AREA), uint8 RGB; scaling inside the model",
+        "keras_accuracy": keras_acc,
+        "dataset_fingerprint": dataset.fingerprint(),
+    }
+    log(f"exporting {q} TFLite model")
+    calibration = _calibration_images(dataset, cfg) if q == "int8" else None
+    tflite = export.convert(model, q, calibration)
+    info = export.model_info(cfg.name, dataset.labels, extra)
+    exported = {"quantization": q, "bytes": export.write_model(run_dir / "model.tflite", tflite, info)}
+    if q == "int8":
+        float_info = export.model_info(cfg.name, dataset.labels, {**extra, "quantization": "float32"})
+        float_path = run_dir / "model_float32.tflite"
+        exported["float32_bytes"] = export.write_model(float_path, export.convert(model, "float32"), float_info)
+    return run_dir / "model.tflite", exported
+
+
+def _quality_gate(cfg: FinetuneConfig, keras_acc: dict, evaluations: dict) -> str | None:
+    """An int8 model that lost too much accuracy is demoted: the float32 model becomes model.tflite."""
+    if cfg.export.quantization != "int8" or "val" not in evaluations:
+        return None
+    drop = keras_acc["val"] - evaluations["val"]["metrics"]["accuracy"]
+    if drop <= cfg.export.max_accuracy_drop:
+        return None
+    run_dir = Path(evaluations["val"]["model"]).parent
+    (run_dir / "model.tflite").replace(run_dir / "model_int8_rejected.tflite")
+    (run_dir / "model_float32.tflite").replace(run_dir / "model.tflite")
+    return (
+        f"int8 model lost {drop:.1%} validation accuracy (limit export.max_accuracy_drop={cfg.export.max_accuracy_drop}); "
+        f"kept the float32 model as {run_dir / 'model.tflite'}"
+    )
+
+
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,79 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture
+def bad_data_tree(tmp_path: Path) -> types.SimpleNamespace:
+    """A data folder (labels a, b, c, d) made of real photos plus every kind of awkward file.
+
+    a/ b/ c/ hold three real JPEGs each (copied from flowers-mini daisy, roses, tulips) and d/
+    is empty. Returns a namespace: ``root``, ``photos`` (label -> the three plain photos),
+    ``bad`` (name -> path of each file that must be skipped) and ``odd`` (name -> path of each
+    unusual but valid image), ``conflict`` (the two copies filed under a and c), ``duplicate``
+    (the two byte-identical copies inside b), ``upper`` (an .JPG photo), ``photo`` (the PIL
+    image the CMYK, RGBA and rotated files were made from).
+    """
+    flowers_mini = Path("/work/shared/datasets/flowers-mini")
+    sources = {label: sorted((flowers_mini / flower).glob("*.jpg")) for label, flower in
+               (("a", "daisy"), ("b", "roses"), ("c", "tulips"))}
+    if not all(sources.values()):
+        pytest.skip(f"{flowers_mini} is not available")
+    root = tmp_path / "data"
+    photos = {}
+    for label, files in sources.items():
+        (root / label).mkdir(parents=True)
+        photos[label] = [Path(shutil.copy(f, root / label / f.name)) for f in files[:3]]
+    (root / "d").mkdir()
+    spare = sources["a"][3:]  # daisy photos not used above
+
+    def write(relative: str, data: bytes) -> Path:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def encode(img: Image.Image, fmt: str, **options) -> bytes:
+        buffer = io.BytesIO()
+        img.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    photo = Image.open(spare[0]).convert("RGB")  # 320x263: not square
+    rotate_exif = Image.Exif()
+    rotate_exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    whole = spare[1].read_bytes()
+    bad = {
+        "empty": write("a/empty.jpg", b""),
+        "truncated": write("a/truncated.jpg", whole[: len(whole) // 2]),
+        "text_as_jpg": write("b/readme.jpg", b"These are my holiday photos.\n"),
+        "notes": write("c/notes.txt", b"shot on my phone\n"),
+    }
+    write("a/.DS_Store", b"\x00\x00\x00\x01Bud1")
+    write("LICENSE.txt", b"CC-BY\n")
+
+    ramp = np.linspace(0, 65535, 200, dtype=np.float64).round().astype(np.uint16)
+    rgba = photo.convert("RGBA")
+    alpha = np.full((photo.height, photo.width), 255, np.uint8)
+    alpha[:, : photo.width // 2] = 0  # left half fully transparent
+    rgba.putalpha(Image.fromarray(alpha))
+    odd = {
+        "cmyk": write("b/cmyk.jpg", encode(photo.convert("CMYK"), "JPEG", quality=95)),
+        "gray16": write("c/gray16.png", encode(Image.fromarray(np.tile(ramp, (50, 1))), "PNG")),
+        "rgba": write("b/rgba.png", encode(rgba, "PNG")),
+        "rotated": write("c/sub/rotated.jpg", encode(photo, "JPEG", exif=rotate_exif.tobytes())),
+    }
+    upper = write("a/SUB/UPPER.JPG", spare[2].read_bytes())
+    shared = spare[3].read_bytes()
+    conflict = (write("a/shared.jpg", shared), write("c/shared_copy.jpg", shared))
+    duplicate = (photos["b"][0], write("b/copy of rose.jpg", photos["b"][0].read_bytes()))
+    return types.SimpleNamespace(root=root, photos=photos, bad=bad, odd=odd, upper=upper,
+                                 conflict=conflict, duplicate=duplicate, photo=photo)
