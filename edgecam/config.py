@@ -71,10 +71,12 @@ class ModelConfig:
     dropout: float = 0.2
 
     def validate(self):
-        if self.alpha not in ALPHAS[self.backbone]:
+        if self.weights == "imagenet" and self.alpha not in ALPHAS[self.backbone]:
             return "alpha", f"{self.alpha} has no ImageNet weights for {self.backbone}; use one of {ALPHAS[self.backbone]}"
-        if self.input_size not in INPUT_SIZES[self.backbone]:
+        if self.weights == "imagenet" and self.input_size not in INPUT_SIZES[self.backbone]:
             return "input_size", f"{self.input_size} is not supported by {self.backbone}; use one of {INPUT_SIZES[self.backbone]}"
+        if not 0.0 < self.alpha <= 2.0 or not 32 <= self.input_size <= 1024:
+            return "alpha" if not 0.0 < self.alpha <= 2.0 else "input_size", "out of range"
         if not 0.0 <= self.dropout < 1.0:
             return "dropout", f"must be in [0, 1), got {self.dropout}"
         return None

@@ -55,3 +55,14 @@ def next_run_dir(output: Path, name: str) -> Path:
             return parent / str(n)
         except FileExistsError:
             n += 1
+
+
+def point_link(link: Path, target: str) -> None:
+    """Atomically (re)point symlink ``link`` at ``target`` (e.g. runs/flowers/last -> 3)."""
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.symlink_to(target)
+        os.replace(tmp, link)
+    except OSError:  # filesystems without symlinks: the numbered folder is still there
+        tmp.unlink(missing_ok=True)

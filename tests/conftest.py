@@ -7,9 +7,17 @@ import shutil
 import types
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
+
+# The read-only data and weights that sit beside the repository (../shared), as in CI.
+SHARED = Path(os.environ.get("EDGECAM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+WEIGHTS = SHARED / "weights"
+FLOWERS = SHARED / "datasets" / "flowers"
+FLOWERS_MINI = SHARED / "datasets" / "flowers-mini"
 
 
 @pytest.fixture
@@ -23,7 +31,7 @@ def bad_data_tree(tmp_path: Path) -> types.SimpleNamespace:
     (the two byte-identical copies inside b), ``upper`` (an .JPG photo), ``photo`` (the PIL
     image the CMYK, RGBA and rotated files were made from).
     """
-    flowers_mini = Path("/work/shared/datasets/flowers-mini")
+    flowers_mini = FLOWERS_MINI
     sources = {label: sorted((flowers_mini / flower).glob("*.jpg")) for label, flower in
                (("a", "daisy"), ("b", "roses"), ("c", "tulips"))}
     if not all(sources.values()):

@@ -17,11 +17,11 @@ Raspberry Pi, where TensorFlow is never installed.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from edgecam.errors import ModelError
 
-_U8, _U16, _U32, _I32 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<i")
+_U16, _U32, _I32 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<i")
 _SCALARS = {fmt: struct.Struct("<" + fmt) for fmt in "bBhHiIqQfd"}
 
 
@@ -76,9 +76,6 @@ class Table:
         at = self._field(slot)
         return at and at + _unpack(_U32, self.buf, at)
 
-    def has(self, slot: int) -> bool:
-        return self._field(slot) != 0
-
     def scalar(self, slot: int, fmt: str, default=0):
         at = self._field(slot)
         return _unpack(_SCALARS[fmt], self.buf, at) if at else default
@@ -131,9 +128,6 @@ class Table:
     def tables(self, slot: int) -> list["Table"]:
         return [Table(self.buf, at) for at in self._offsets(slot)]
 
-    def strings(self, slot: int) -> list[str]:
-        return [_string_at(self.buf, at) for at in self._offsets(slot)]
-
 
 def _string_at(buf: bytes, at: int) -> str:
     length = _unpack(_U32, buf, at)
@@ -181,9 +175,6 @@ class Writer:
         for offset in reversed(offsets):
             b.PrependUOffsetTRelative(offset)
         return b.EndVector()
-
-    def strings(self, texts: Iterable[str]) -> int:
-        return self.offsets([self.builder.CreateString(t) for t in texts])
 
     def table(self, fields: dict[int, tuple[str, object]]) -> int:
         """A table from ``{slot: (kind, value)}``; fields whose value is None are left out."""
@@ -279,7 +270,10 @@ def pack_model(tree, name: str, data: bytes) -> bytes:
 
     size = sum(len(b.data or b"") for b in buffers)
     builder = flatbuffers.Builder(size + 16 * len(buffers) + 65536)
-    builder.Finish(tree.Pack(builder), file_identifier=TFLITE_ID)
+    try:
+        builder.Finish(tree.Pack(builder), file_identifier=TFLITE_ID)
+    except Exception as exc:  # values a corrupt model smuggled through unpacking
+        raise FlatbufferError(f"TFLite model cannot be re-packed ({type(exc).__name__})") from None
     return bytes(builder.Output())
 
 
@@ -295,8 +289,10 @@ class _AlignedBuffer:
             return cls(None, schema)
         if buffer.offset > 1:  # data kept after the flatbuffer at a fixed offset would move
             raise ModelError("models that keep weights outside the flatbuffer (>2 GB) are not supported")
-        data = buffer.data
-        return cls(None if data is None else data.tobytes() if hasattr(data, "tobytes") else bytes(data), schema)
+        data = buffer.data  # a numpy view into the input when numpy is installed, else a list
+        if data is not None:
+            data = data.tobytes() if hasattr(data, "tobytes") else bytes(data)
+        return cls(data, schema)
 
     def Pack(self, builder):  # noqa: N802 - the object API's method name
         data = None if self.data is None else aligned_bytes_vector(builder, self.data)

@@ -74,6 +74,8 @@ class ModelInfo:
     ``mean``/``std`` are the NormalizationOptions: input tensor = (pixel - mean) / std, one value
     for all channels or one per channel. edgecam models take uint8 pixels and normalise inside
     the graph, so they carry the identity (0,) / (1,). Empty tuples mean the metadata has none.
+    (MediaPipe Tasks feeds uint8 inputs raw pixels whatever these say, and refuses a float32
+    input without them; it accepts 1 or 3 values.)
     ``input_min``/``input_max`` are the input tensor's Stats (NaN when absent). ``extra`` is a JSON
     object (stored as ``edgecam.json``; JSON turns tuples into lists). Floats are rounded to
     float32 on construction, as the metadata stores them.
@@ -111,13 +113,13 @@ def embed_metadata(model: bytes, info: ModelInfo) -> bytes:
     entries (min_runtime_version, ...) are kept. Raises ModelError if ``model`` is not a TFLite
     image classifier whose output size matches ``info.labels``.
     """
+    files = _associated_files(info)
     try:
         tree = unpack_model(bytes(model))
+        width, height = _check_classifier(tree, info)
+        flatbuffer = pack_model(tree, METADATA_NAME, _build_metadata(info, width, height))
     except FlatbufferError as exc:
         raise ModelError(f"not a valid TFLite model: {exc}") from None
-    width, height = _check_classifier(tree, info)
-    files = _associated_files(info)
-    flatbuffer = pack_model(tree, METADATA_NAME, _build_metadata(info, width, height))
     return _append_zip(flatbuffer, files)
 
 
@@ -134,9 +136,9 @@ def _check_classifier(tree, info: ModelInfo) -> tuple[int, int]:
     if not all(0 <= i < len(graph.tensors or []) for i in inputs + outputs):
         raise ModelError("not a valid TFLite model (input/output names a missing tensor)")
     in_shape, out_shape = _ints(graph.tensors[inputs[0]].shape), _ints(graph.tensors[outputs[0]].shape)
-    if len(in_shape) != 4 or in_shape[3] != 3:
+    if len(in_shape) != 4 or in_shape[3] != 3 or min(in_shape) <= 0:
         raise ModelError(f"not an image classifier (input shape {in_shape}, expected [1, H, W, 3])")
-    if not out_shape or math.prod(out_shape) != out_shape[-1]:
+    if not out_shape or min(out_shape) <= 0 or math.prod(out_shape) != out_shape[-1]:
         raise ModelError(f"not an image classifier (output shape {out_shape}, expected [1, N])")
     _check_info(info, out_shape[-1])
     return in_shape[2], in_shape[1]
@@ -160,7 +162,8 @@ def _check_info(info: ModelInfo, classes: int) -> None:
 
 def _build_metadata(info: ModelInfo, width: int, height: int) -> bytes:
     w = Writer(2048)
-    labels_file = _associated_file(w, LABELS_FILE, "One label per line, in output order.", _TENSOR_AXIS_LABELS)
+    labels_file = _associated_file(w, LABELS_FILE, "One label per line, in output order.",
+                                   _TENSOR_AXIS_LABELS)
 
     # Input tensor: RGB image with normalisation and value range.
     size = w.table({0: ("u32", width), 1: ("u32", height)})
@@ -190,7 +193,10 @@ def _build_metadata(info: ModelInfo, width: int, height: int) -> bytes:
         _TM_CONTENT: ("offset", feature_content),
         _TM_FILES: ("offset", w.offsets([labels_file])),
     })
-    subgraph = w.table({_SG_INPUTS: ("offset", w.offsets([image])), _SG_OUTPUTS: ("offset", w.offsets([probability]))})
+    subgraph = w.table({
+        _SG_INPUTS: ("offset", w.offsets([image])),
+        _SG_OUTPUTS: ("offset", w.offsets([probability])),
+    })
 
     model_files = None
     if info.extra:
@@ -283,7 +289,8 @@ def _parse_metadata(model: bytes, data: bytes) -> ModelInfo:
                 break
         stats = image.table(_TM_STATS)
         if stats is not None:
-            high, low = (stats.scalars(0, "f") or (math.nan,))[0], (stats.scalars(1, "f") or (math.nan,))[0]
+            high = (stats.scalars(0, "f") or (math.nan,))[0]
+            low = (stats.scalars(1, "f") or (math.nan,))[0]
 
     labels: tuple[str, ...] = ()
     labels_name = _file_name(probability.tables(_TM_FILES), _TENSOR_AXIS_LABELS) if probability else None
@@ -333,14 +340,14 @@ def _zip_member(model: bytes, name: str) -> bytes:
 
 
 def _parse_label_lines(text: str) -> tuple[str, ...]:
-    """TENSOR_AXIS_LABELS content: one label per line, position = output index (trailing blanks dropped)."""
-    lines = [line.strip() for line in text.splitlines()]
+    """TENSOR_AXIS_LABELS content: one label per "\n"-separated line, position = output index."""
+    lines = [line.strip() for line in text.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
     return tuple(lines)
 
 
-_INDEXED = re.compile(r"(\d+)(?::\s*|\s+)(\S.*)")
+_INDEXED = re.compile(r"([0-9]+)(?::\s*|\s+)(\S.*)")
 
 
 def read_labels_file(path: str | os.PathLike) -> tuple[str, ...]:

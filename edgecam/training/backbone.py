@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
-
 from edgecam.config import ModelConfig
 from edgecam.errors import ConfigError
 
@@ -42,8 +40,10 @@ def resolve_weights(cfg: ModelConfig) -> str | None:
     return str(path)
 
 
-def build_backbone(cfg: ModelConfig) -> keras.Model:
+def build_backbone(cfg: ModelConfig) -> "keras.Model":
     """(H, W, 3) float 0..255 → pooled embedding vector, ImageNet weights, frozen."""
+    import keras
+
     shape = (cfg.input_size, cfg.input_size, 3)
     weights = resolve_weights(cfg)
     inputs = keras.Input(shape=shape, name="image")

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +28,7 @@ from edgecam.runtime.preprocess import fit_to_input
 from edgecam.training import augment
 from edgecam.training.backbone import build_backbone, resolve_weights
 
-CHUNK = 32  # images decoded ahead of the interpreter
+PREFETCH = 16  # images decoded ahead of the interpreter
 
 
 def default_cache_dir() -> Path:
@@ -133,19 +134,18 @@ class EmbeddingCache:
 
         bar = _progress(len(samples) * (1 + views), desc)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for start in range(0, len(samples), CHUNK):
-                chunk = samples[start : start + CHUNK]
-                for j, images in enumerate(pool.map(prepare, chunk)):
-                    vectors = []
-                    for image in images:
-                        vectors.append(self._embed(image))
-                        bar.update(1)
-                    s, i = chunk[j], indices[start + j]
-                    plain, aug = np.stack(vectors[:1]), np.stack(vectors[1:]) if views else None
-                    self._save(self._file(s.digest, kinds[0]), plain)
-                    if views:
-                        self._save(self._file(s.digest, kinds[1]), aug)
-                    results[i] = [plain] + ([aug] if views else [])
+            for s, i, images in zip(samples, indices, _prefetch(pool, prepare, samples)):
+                vectors = []
+                for image in images:
+                    vectors.append(self._embed(image))
+                    bar.update(1)
+                plain = np.stack(vectors[:1])
+                self._save(self._file(s.digest, kinds[0]), plain)
+                results[i] = [plain]
+                if views:
+                    aug = np.stack(vectors[1:])
+                    self._save(self._file(s.digest, kinds[1]), aug)
+                    results[i].append(aug)
         bar.close()
 
     @staticmethod
@@ -161,6 +161,17 @@ class EmbeddingCache:
         with fsutil.atomic_path(path, durable=False) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, array)
+
+
+def _prefetch(pool, fn, items, ahead: int = PREFETCH):
+    """``map(fn, items)`` in order, with at most ``ahead`` items prepared in the background."""
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _progress(total: int, desc: str):

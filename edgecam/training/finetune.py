@@ -54,19 +54,19 @@ class _Timer:
 
 def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     """Run the whole workstation pipeline for ``cfg``; raises EdgecamError subclasses on bad input."""
+    timer, started = _Timer(), time.perf_counter()
+    with timer("scan"):  # first, so data errors come before TensorFlow's slow import
+        dataset = scan_dataset(cfg.data, progress=progress)
+    log(dataset.summary_line())
+    for notice in dataset.notices:
+        log(f"note: {notice}")
+
     import keras
 
     from edgecam.report.writer import write_report
     from edgecam.training import export
     from edgecam.training.backbone import build_backbone
     from edgecam.training.head import assemble, train_head
-
-    timer, started = _Timer(), time.perf_counter()
-    with timer("scan"):
-        dataset = scan_dataset(cfg.data, progress=progress)
-    log(dataset.summary_line())
-    for notice in dataset.notices:
-        log(f"note: {notice}")
 
     run_dir = fsutil.next_run_dir(cfg.output, cfg.name)
     log(f"run folder: {run_dir}")
@@ -118,6 +118,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
         run_dir, cfg, dataset, stages, keras_acc, evaluations, exported, timer.stages,
         cache_stats={"hits": cache.hits, "computed": cache.misses},
     )
+    fsutil.point_link(run_dir.parent / "last", run_dir.name)
     if result_note:
         raise ExportError(result_note)
     return FinetuneResult(run_dir, model_path, report, timer.stages)

@@ -1,0 +1,240 @@
+"""How fast is ``edgecam finetune`` compared with the Keras transfer-learning tutorial?
+
+Everything is measured in one invocation on the same data, so the printed figures are
+ratios that hold even on a busy machine. Stages, each in its own child process (so one
+stage's memory, threads and compiled graphs cannot help or hurt the next):
+
+1. edgecam cold   ``finetune()`` with defaults and a fresh, empty embedding cache.
+2. edgecam warm   the same again with the cache the cold run filled.
+3. embedding      images/s of the cached backbone .tflite run by LiteRT (``EmbeddingCache._embed``,
+                  one image per call, as finetune does) vs Keras ``predict`` (batch 32) of the
+                  same backbone (``build_backbone``) on the same preloaded images, each after a
+                  warm-up. Decoding and crop/resize are excluded for both; the uint8 -> float cast
+                  is inside the LiteRT graph (timed) but done beforehand for Keras (not timed).
+4. keras tutorial the feature-extraction part of tensorflow.org's "Transfer learning and
+                  fine-tuning" (MobileNetV2): image_dataset_from_directory (20 % validation,
+                  seed 123), RandomFlip + RandomRotation(0.2), preprocess_input, frozen backbone
+                  called with training=False, GlobalAveragePooling2D + Dropout(0.2) + Dense, Adam
+                  with the tutorial's learning rate 0.0001, 10 epochs; every epoch decodes the JPEGs
+                  and runs the backbone. Changes from the tutorial: 224x224 input (not 160), a 5-way
+                  softmax head with sparse categorical crossentropy (not 1 logit), the real test/
+                  folder for test accuracy, and no evaluate() before training.
+
+Wall times are measured inside each child after ``import keras``: edgecam = the ``finetune()``
+call (scan, embed, train, export, LiteRT check of val and test); tutorial = dataset creation +
+model building + fit + evaluate. The total child-process times (with imports) are printed too.
+Test accuracy: edgecam's exported model.tflite run with LiteRT; the tutorial's Keras model.
+
+Run (30-60 min on 2 cores):  .venv/bin/python benchmarks/finetune_speed.py > /tmp/bench.log 2>&1
+Options: --quick (tiny subset, 2 tutorial epochs; NOT the real comparison), --skip-tutorial,
+--data FLOWERS_ROOT (with train/ and test/), --weights FOLDER_WITH_KERAS_H5, --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+V2_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+QUICK_BANNER = "QUICK MODE: small subset and 2 tutorial epochs - these figures are NOT the real comparison"
+
+
+# ---------------------------------------------------------------- stages (child processes)
+
+def stage_edgecam(args) -> dict:
+    import keras  # noqa: F401 - import cost is outside the timing, as for the tutorial
+
+    from edgecam.config import load_finetune_config
+    from edgecam.training.finetune import finetune
+
+    overrides = [f"data.path={args.data}", f"model.weights={args.weights}", f"cache={args.work / 'cache'}",
+                 f"output={args.work / 'runs'}", "name=bench"]
+    cfg = load_finetune_config(None, overrides)
+    start = time.perf_counter()
+    result = finetune(cfg)
+    wall = time.perf_counter() - start
+    return {"wall": wall, "acc": result.report["metrics"]["tflite"]["test"]["accuracy"],
+            "timings": result.timings, "run_dir": str(result.run_dir), "cache": result.report["embedding_cache"]}
+
+
+def stage_tutorial(args) -> dict:
+    import keras
+    import tensorflow as tf
+
+    size, batch = (224, 224), 32
+    weights = args.weights if args.weights.is_file() else args.weights / V2_WEIGHTS
+    start = time.perf_counter()
+    train_ds, val_ds = keras.utils.image_dataset_from_directory(
+        args.data / "train", validation_split=0.2, subset="both", seed=123, image_size=size, batch_size=batch)
+    test_ds = keras.utils.image_dataset_from_directory(
+        args.data / "test", shuffle=False, image_size=size, batch_size=batch)
+    names = train_ds.class_names
+    assert names == test_ds.class_names == sorted(names), (names, test_ds.class_names)
+    train_ds, val_ds, test_ds = (d.prefetch(tf.data.AUTOTUNE) for d in (train_ds, val_ds, test_ds))
+
+    augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.2)])
+    base = keras.applications.MobileNetV2(input_shape=size + (3,), include_top=False, weights=str(weights))
+    base.trainable = False
+    inputs = keras.Input(size + (3,))
+    x = augmentation(inputs)
+    x = keras.applications.mobilenet_v2.preprocess_input(x)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    outputs = keras.layers.Dense(len(names), activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.0001),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, verbose=2)
+    _, accuracy = model.evaluate(test_ds, verbose=0)
+    return {"wall": time.perf_counter() - start, "acc": float(accuracy), "epochs": args.epochs}
+
+
+def stage_embedding(args) -> dict:
+    import numpy as np
+
+    from edgecam.config import ModelConfig
+    from edgecam.data.images import load_rgb
+    from edgecam.runtime.preprocess import fit_to_input
+    from edgecam.training.backbone import build_backbone
+    from edgecam.training.embeddings import EmbeddingCache
+
+    paths = sorted((args.data / "train").rglob("*.jpg"))
+    paths = paths[:: max(1, len(paths) // args.images)][: args.images]  # spread over all classes
+    images = np.stack([fit_to_input(load_rgb(p), (224, 224)) for p in paths])  # uint8, not timed
+    cfg = ModelConfig(weights=str(args.weights))
+
+    cache = EmbeddingCache(args.work / "cache", cfg)
+    for image in images[:16]:
+        cache._embed(image)  # warm-up
+    start = time.perf_counter()
+    lite = np.stack([cache._embed(image) for image in images])
+    lite_s = time.perf_counter() - start
+
+    backbone = build_backbone(cfg)
+    floats = images.astype(np.float32)
+    backbone.predict(floats[:64], batch_size=32, verbose=0)  # warm-up (traces the graph)
+    start = time.perf_counter()
+    ref = backbone.predict(floats, batch_size=32, verbose=0)
+    keras_s = time.perf_counter() - start
+    return {"n": len(images), "litert": len(images) / lite_s, "keras": len(images) / keras_s,
+            "max_abs_diff": float(np.abs(lite - ref).max())}
+
+
+STAGES = {"edgecam": stage_edgecam, "tutorial": stage_tutorial, "embedding": stage_embedding}
+
+
+# ---------------------------------------------------------------- driver
+
+def run_stage(name: str, args, work: Path, label: str) -> dict:
+    """Run one stage in a child process; its output goes to ours, its result comes back as JSON."""
+    result_file = work / f"{label}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--stage", name, "--data", str(args.data),
+               "--weights", str(args.weights), "--work", str(work), "--result", str(result_file),
+               "--epochs", str(args.epochs), "--images", str(args.images)]
+    print(f"\n=== {label} ===", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    result = json.loads(result_file.read_text())
+    result["process_wall"] = time.perf_counter() - start
+    return result
+
+
+def quick_subset(data: Path, work: Path, per_class: dict[str, int]) -> Path:
+    """Copy the first few photos of every class and split into ``work/data``."""
+    root = work / "data"
+    for split, count in per_class.items():
+        for folder in sorted(p for p in (data / split).iterdir() if p.is_dir()):
+            (root / split / folder.name).mkdir(parents=True)
+            for photo in sorted(folder.glob("*.jpg"))[:count]:
+                shutil.copy2(photo, root / split / folder.name / photo.name)
+    return root
+
+
+def read_all_files(root: Path) -> None:
+    """Read every file once so the OS file cache is equally warm for every stage."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.read_bytes()
+
+
+def stage_line(result: dict) -> str:
+    return " · ".join(f"{k} {v:.1f}" for k, v in result["timings"].items())
+
+
+def print_table(cold: dict, warm: dict, tutorial: dict | None, embed: dict, quick: bool) -> None:
+    lines = ["", f"{'':20}{'wall s':>10}{'test acc':>11}"]
+    rows = [("edgecam cold", cold), ("edgecam warm", warm)]
+    if tutorial:
+        rows.append((f"keras tutorial ({tutorial['epochs']} ep)", tutorial))
+    lines += [f"{name:20}{r['wall']:>10.1f}{r['acc']:>11.3f}" for name, r in rows]
+    if tutorial:
+        lines.append(f"speed-up (tutorial / edgecam cold): {tutorial['wall'] / cold['wall']:.1f}x   "
+                     f"accuracy difference: {100 * (cold['acc'] - tutorial['acc']):+.1f} points")
+    else:
+        lines.append("speed-up: tutorial skipped (--skip-tutorial)")
+    lines.append(f"warm / cold: {warm['wall'] / cold['wall']:.2f}")
+    lines.append(f"embedding: litert {embed['litert']:.1f} img/s, keras predict {embed['keras']:.1f} img/s, "
+                 f"ratio {embed['litert'] / embed['keras']:.1f}x  ({embed['n']} images, "
+                 f"max |litert - keras| {embed['max_abs_diff']:.2g})")
+    lines.append(f"child processes incl. imports, s: cold {cold['process_wall']:.1f}, warm {warm['process_wall']:.1f}"
+                 + (f", tutorial {tutorial['process_wall']:.1f}" if tutorial else ""))
+    lines.append(f"cold stages s: {stage_line(cold)}   (cache: {cold['cache']})")
+    lines.append(f"warm stages s: {stage_line(warm)}   (cache: {warm['cache']})")
+    if quick:
+        lines += [QUICK_BANNER]
+    print("\n".join(lines), flush=True)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/datasets/flowers"))
+    parser.add_argument("--weights", type=Path, default=Path("/work/shared/weights"))
+    parser.add_argument("--quick", action="store_true", help="tiny subset, 2 tutorial epochs (not the real comparison)")
+    parser.add_argument("--skip-tutorial", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (run folders, cache)")
+    for internal in ("--stage", "--work", "--result"):
+        parser.add_argument(internal, help=argparse.SUPPRESS)
+    parser.add_argument("--epochs", type=int, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("--images", type=int, default=256, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.data, args.weights = args.data.resolve(), args.weights.resolve()
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.stage:  # child process
+        args.work = Path(args.work)
+        Path(args.result).write_text(json.dumps(STAGES[args.stage](args)))
+        return
+    work = Path(tempfile.mkdtemp(prefix="edgecam-bench-"))
+    try:
+        if args.quick:
+            print(QUICK_BANNER, flush=True)
+            args.data = quick_subset(args.data, work, {"train": 40, "test": 15})
+            args.epochs, args.images = 2, 64
+        read_all_files(args.data)
+        cold = run_stage("edgecam", args, work, "edgecam cold")
+        warm = run_stage("edgecam", args, work, "edgecam warm")
+        embed = run_stage("embedding", args, work, "embedding throughput")
+        tutorial = None if args.skip_tutorial else run_stage("tutorial", args, work, "keras tutorial")
+        print_table(cold, warm, tutorial, embed, args.quick)
+    finally:
+        if args.keep:
+            print(f"work folder kept: {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

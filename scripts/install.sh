@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Workstation/CI install: a venv with edgecam[train,test], plus MediaPipe for the test that
+# proves a standard consumer reads our metadata. MediaPipe goes in with --no-deps: its
+# opencv-contrib-python requirement would overwrite the OpenCV that edgecam installs.
+set -euo pipefail
+venv=${1:-.venv}
+python=${PYTHON:-python3}
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet -e ".[train,test]"
+"$venv/bin/python" -m pip install --quiet --no-deps "mediapipe==1.2.3" "sounddevice>=0.5,<0.6"
+# OpenCV's wheel needs libGL and glib from the system; a bare server may lack them.
+if ! "$venv/bin/python" -c "import cv2" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null
+    else
+        echo "OpenCV needs libGL: sudo apt-get install libgl1 libglib2.0-0" >&2
+        exit 1
+    fi
+fi
+"$venv/bin/python" -c "import cv2, tensorflow, ai_edge_litert, edgecam" 2>/dev/null
+echo "installed edgecam into $venv"
