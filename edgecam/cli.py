@@ -70,7 +70,7 @@ def finetune(args, quiet):
     for bad in (a for a in overrides if "=" not in a):
         raise click.UsageError(f"{bad!r}: expected KEY=VALUE (only the first argument may be a config file)")
     cfg = load_finetune_config(config_path, overrides)
-    _quiet_tensorflow()
+    _quiet_native_logs()
     from edgecam.training.finetune import finetune as run_finetune
 
     result = run_finetune(cfg, progress=not quiet)
@@ -99,6 +99,7 @@ def evaluate(model, data_dir, labels, out, quiet):
 
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data folder not found")
+    _quiet_native_logs()
     out = out or next_run_dir(Path("runs"), "evaluate")
     result = evaluate_folder(model, data_dir, out, labels_file=labels, progress=not quiet)
     m = result["metrics"]
@@ -111,10 +112,26 @@ def evaluate(model, data_dir, labels, out, quiet):
     click.echo(f"results: {out}")
 
 
-def _quiet_tensorflow() -> None:
-    """TensorFlow's start-up chatter is not for users; real errors still surface as exceptions."""
+def _quiet_native_logs() -> None:
+    """Hide what TensorFlow's and LiteRT's C++ code prints (CUDA probing, delegate notices).
+
+    That code writes straight to file descriptor 2, so fd 2 goes to /dev/null while Python's
+    ``sys.stderr`` (progress bars, our messages, errors) moves to a copy of the real stderr.
+    ``EDGECAM_DEBUG=1`` keeps everything.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if os.environ.get("EDGECAM_DEBUG") or getattr(_quiet_native_logs, "done", False):
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:  # no usable fd 2 (e.g. under some test runners): leave things as they are
+        return
+    sys.stderr = open(real, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="replace")
+    _quiet_native_logs.done = True
 
 
 def main() -> None:

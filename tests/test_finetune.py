@@ -161,3 +161,41 @@ def test_killed_during_export_leaves_no_partial_model_and_rerun_uses_cache(tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "embeddings: 30 images from cache, 0 computed" in proc.stderr
     assert Classifier(tmp_path / "runs" / "k" / "2" / "model.tflite").labels == ("daisy", "roses", "tulips")
+
+
+BLOCK_TENSORFLOW = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+            raise ImportError(f"{name} is blocked for this test")
+sys.meta_path.insert(0, _Block())
+from edgecam.cli import main
+sys.argv = ["edgecam"] + sys.argv[1:]
+try:
+    main()
+finally:
+    assert "tensorflow" not in sys.modules
+"""
+
+
+def test_evaluate_cli_runs_without_tensorflow(tmp_path, cache_dir):
+    """`edgecam evaluate` is edge-side code: it must work where importing TensorFlow fails."""
+    model = run(config(tmp_path, cache_dir, FLOWERS_MINI)).model_path
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_TENSORFLOW, "evaluate", str(model), str(FLOWERS_MINI), "--out", str(out), "-q"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("accuracy: ") and "on 30 images" in proc.stdout.splitlines()[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["images"] == 30
+    assert sum(r["support"] for r in metrics["metrics"]["per_label"].values()) == 30
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    wrong = (out / "misclassified.csv").read_text().splitlines()
+    assert wrong[0] == "path,true,predicted,score" and len(wrong) - 1 == len(metrics["misclassified"])
+
+    missing = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "evaluate", str(tmp_path / "nope.tflite"),
+                              str(FLOWERS_MINI)], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and missing.stderr == f"Error: {tmp_path / 'nope.tflite'}: model file not found\n"

@@ -25,6 +25,7 @@ from edgecam.errors import ModelError
 from edgecam.modelfile.metadata import ModelInfo, embed_metadata, read_labels_file, read_metadata
 
 LABELS = ("daisy", "roses", "tulips")
+REPO = Path(__file__).resolve().parents[1]
 INFO = ModelInfo(
     name="flowers-tiny",
     description="Three flowers, for tests.",
