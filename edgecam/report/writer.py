@@ -84,6 +84,8 @@ def markdown(report: dict, evaluations: dict) -> str:
         keras = metrics["keras"].get(split)
         lines.append(f"| {split} | {m['images']} | {_pct(keras) if keras is not None else '—'} | {_pct(m['accuracy'])} |")
     exp = report["export"]
+    if "rejected" in exp:
+        lines += ["", f"**The int8 model was rejected:** {exp['rejected']}. The accuracy above is the int8 model's."]
     lines += ["", f"Exported as **{exp['quantization']}**, {exp['bytes'] / 1e6:.2f} MB"
               + (f" (float32: {exp['float32_bytes'] / 1e6:.2f} MB)" if "float32_bytes" in exp else "") + ".", ""]
     main = "test" if "test" in metrics["tflite"] else "val"

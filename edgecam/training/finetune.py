@@ -111,6 +111,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
         evaluations = {name: evaluate_samples(model_path, samples, labels, desc=f"checking {name}")
                        for name, samples in (("val", val), ("test", test)) if samples}
     result_note = _quality_gate(cfg, keras_acc, evaluations)
+    if result_note:  # the metrics below are the rejected int8 model's; model.tflite is float32 now
+        exported.update(rejected=result_note, quantization="float32", bytes=exported["float32_bytes"])
     fsutil.write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in labels))
 
     timer.stages["total"] = round(time.perf_counter() - started, 3)
