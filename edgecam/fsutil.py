@@ -31,6 +31,18 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         tmp_path.unlink(missing_ok=True)
 
 
+def read_user_file(path: Path, what: str, error: type[Exception]) -> bytes:
+    """Read a file the user named; every failure becomes one line: ``<path>: <what> not found``."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, expected a {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

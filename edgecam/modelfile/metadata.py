@@ -28,6 +28,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from edgecam.errors import ModelError
+from edgecam.fsutil import read_user_file
 from edgecam.modelfile._flatbuf import (
     FlatbufferError,
     Table,
@@ -359,16 +360,9 @@ def read_labels_file(path: str | os.PathLike) -> tuple[str, ...]:
     whose labels happen to start with a number keeps them.
     """
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: labels file not found") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a folder, expected a labels file") from None
+        text = read_user_file(path, "labels file", ModelError).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ModelError(f"{path}: labels file is not UTF-8 text") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read labels file ({exc.strerror})") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise ModelError(f"{path}: labels file has no labels")

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from edgecam.errors import ModelError
+from edgecam.fsutil import read_user_file
 from edgecam.modelfile.metadata import ModelInfo, read_labels_file, read_metadata
 from edgecam.runtime.litert import make_interpreter
 from edgecam.runtime.preprocess import fit_to_input
@@ -41,7 +42,10 @@ class Classifier:
     ):
         self.path = Path(model_path)
         content = _read_model(self.path)
-        self.info: ModelInfo | None = read_metadata(content)
+        try:
+            self.info: ModelInfo | None = read_metadata(content)
+        except ModelError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
         try:
             self._interpreter = make_interpreter(num_threads, model_content=content)
         except (ValueError, RuntimeError) as exc:
@@ -149,14 +153,7 @@ class Classifier:
 
 
 def _read_model(path: Path) -> bytes:
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a folder, expected a .tflite file") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read model ({exc.strerror})") from None
+    content = read_user_file(path, "model file", ModelError)
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise ModelError(f"{path}: not a TFLite model (no TFL3 identifier)")
     return content
