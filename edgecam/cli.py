@@ -123,6 +123,11 @@ def _quiet_native_logs() -> None:
     if os.environ.get("EDGECAM_DEBUG") or getattr(_quiet_native_logs, "done", False):
         return
     try:
+        if sys.stderr.fileno() != 2:  # already redirected (e.g. a test runner capturing output)
+            return
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
         sys.stderr.flush()
         real = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
