@@ -46,6 +46,8 @@ def cli():
     \b
     Workstation:  edgecam finetune CONFIG.yaml [key=value ...]
     Anywhere:     edgecam evaluate MODEL.tflite DATA_DIR
+    Camera:       edgecam run MODEL.tflite [--source ...] [--headless]
+    Speed:        edgecam benchmark MODEL.tflite
     """
 
 
@@ -110,6 +112,57 @@ def evaluate(model, data_dir, labels, out, quiet):
         click.echo(f"  {label:<{width}}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
                    f"f1 {row['f1']:.3f}  n={row['support']}")
     click.echo(f"results: {out}")
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("model", type=click.Path(path_type=Path), required=False)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with any of these options.")
+@click.option("--source", "-s", help="Camera index, /dev/videoN, URL, video, image folder/glob, picamera2 [default: Pi camera, then camera 0].")
+@click.option("--labels", help="Labels file, for models without label metadata.")
+@click.option("--headless", is_flag=True, default=None, help="No window: one JSON object per frame on stdout.")
+@click.option("--record", help="Also write the annotated video to this .mp4/.avi file.")
+@click.option("--top-k", "top_k", type=int, help="Labels to show. [default: 3]")
+@click.option("--threads", type=int, help="Interpreter threads (0 = all cores). [default: 0]")
+@click.option("--resolution", help="Camera capture size, WxH. [default: 640x480]")
+@click.option("--smoothing", type=float, help="Score smoothing over frames, 0..1 (0 = off). [default: 0]")
+@click.option("--threshold", type=float, help="Below this score the label is 'unknown'. [default: 0]")
+@click.option("--hold", type=float, help="Seconds a new label must hold before it is announced. [default: 0.5]")
+@click.option("--on-change", "on_change", help="Command to run when the label changes (EDGECAM_LABEL, EDGECAM_SCORE).")
+@click.option("--max-frames", "max_frames", type=int, help="Stop after N frames (0 = no limit).")
+@click.option("--no-reconnect", "reconnect", flag_value=False, default=None, help="Do not reopen a failed live source.")
+def run(model, config_path, **options):
+    """Classify camera frames with MODEL.tflite: labels, confidence and FPS on screen or as JSON lines.
+
+    Needs no TensorFlow. Press q or Esc in the window to quit; Ctrl-C or SIGTERM stop cleanly.
+    """
+    from edgecam import configfile
+    from edgecam.runtime.loop import run as run_loop
+    from edgecam.runtime.settings import RunConfig
+
+    values = {k: v for k, v in options.items() if v is not None}
+    if model is not None:
+        values["model"] = str(model)
+    cfg = configfile.load_values(RunConfig, config_path, values)
+    if not cfg.model:
+        raise click.UsageError("no model: pass MODEL.tflite or set model: in --config")
+    _quiet_native_logs()
+    run_loop(cfg)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--runs", default=50, show_default=True, help="Timed inferences per thread count.")
+@click.option("--threads", "thread_counts", help="Comma-separated thread counts [default: 1..all cores].")
+def benchmark(model, runs, thread_counts):
+    """Interpreter latency over thread counts, model size and peak memory of MODEL.tflite."""
+    from edgecam.runtime.benchmark import benchmark_model, format_table
+
+    try:
+        counts = [int(t) for t in thread_counts.split(",")] if thread_counts else None
+    except ValueError:
+        raise click.UsageError(f"--threads: expected numbers like 1,2,4, got {thread_counts!r}") from None
+    _quiet_native_logs()
+    click.echo(format_table(benchmark_model(model, runs=runs, thread_counts=counts)))
 
 
 def _quiet_native_logs() -> None:

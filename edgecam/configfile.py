@@ -216,6 +216,15 @@ def load(cls: type[T], path: str | Path | None, overrides: typing.Iterable[str] 
     return build(cls, data, source)
 
 
+def load_values(cls: type[T], path: str | Path | None, values: dict[str, Any]) -> T:
+    """Like ``load``, with already-typed command-line option values (flat keys) on top."""
+    data, source = read_yaml(path) if path is not None else ({}, _Source("defaults"))
+    if values:
+        data = merge(data, values)
+        source.overridden = {(key,) for key in values}
+    return build(cls, data, source)
+
+
 def _key_lines_of_dict(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
     """Leaf key paths of a nested override dict."""
     for key, value in data.items():

@@ -1,0 +1,125 @@
+"""Capture in its own thread, so decoding and camera waits overlap with inference.
+
+Live sources keep only the newest frame: a slow model sees the present, not a growing
+backlog (the older frames are counted as dropped). Files and image folders lose nothing: a
+short queue keeps the decoder one step ahead. A live source that fails is reopened with
+back-off while the main loop keeps running.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecam.runtime.sources import Source, SourceError
+
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # capture order, counting dropped frames
+    time: float  # time.time() when captured
+    rgb: np.ndarray
+
+
+class FrameGrabber:
+    """Runs ``source.read()`` in a daemon thread; ``get()`` returns the next frame to process."""
+
+    def __init__(self, source: Source, reconnect: bool = True, log=None, queue_size: int = 4):
+        self.source = source
+        self.reconnect = reconnect and source.live
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.captured = self.dropped = self.reconnects = 0
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Condition()
+        self._newest: Frame | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._run, name=f"capture {source.name}", daemon=True)
+
+    def start(self) -> "FrameGrabber":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        self._thread.join(timeout=5)
+        self.source.close()
+
+    # -- producer -------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                rgb = self.source.read()
+                if rgb is None:
+                    if not self.reconnect or not self._reopen():
+                        break
+                    continue
+                self._publish(Frame(self.captured, time.time(), rgb))
+                self.captured += 1
+        finally:
+            self.finished.set()
+            with self._lock:
+                self._lock.notify_all()
+
+    def _publish(self, frame: Frame) -> None:
+        if self.source.live:
+            with self._lock:
+                if self._newest is not None:
+                    self.dropped += 1  # never processed: a newer frame replaces it
+                self._newest = frame
+                self._lock.notify_all()
+            return
+        while not self._stop.is_set():
+            try:
+                self._queue.put(frame, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _reopen(self) -> bool:
+        """Reopen a failed live source with growing pauses; False once stopped."""
+        self.log(f"{self.source.name}: no frames, reopening")
+        self.source.close()
+        attempt = 0
+        while not self._stop.is_set():
+            delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.source.open()
+            except SourceError as exc:
+                attempt += 1
+                self.log(f"{exc}; retrying in {BACKOFF[min(attempt, len(BACKOFF) - 1)]:.1f} s")
+                continue
+            self.reconnects += 1
+            self.log(f"{self.source.name}: reopened")
+            return True
+        return False
+
+    # -- consumer -------------------------------------------------------------------------
+    def get(self, timeout: float = 0.5) -> Frame | None:
+        """The next frame, or None after ``timeout`` (check ``done`` to tell the end from a wait)."""
+        if not self.source.live:
+            try:
+                return self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return None
+        with self._lock:
+            if self._newest is None and not self.finished.is_set():
+                self._lock.wait(timeout)
+            frame, self._newest = self._newest, None
+            return frame
+
+    @property
+    def done(self) -> bool:
+        """True when the source has ended and every frame has been handed out."""
+        return self.finished.is_set() and self._newest is None and self._queue.empty()

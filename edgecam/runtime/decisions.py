@@ -1,0 +1,75 @@
+"""From per-frame probabilities to a steady answer: smoothing, an 'unknown' threshold, and
+label-change events that fire only once a new label has held for a while."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Decision:
+    label: str  # the top label, or "unknown" below the threshold
+    score: float
+    changed: bool  # True on the frame where a new stable label is announced
+
+
+class Decider:
+    """Exponential moving average over frames, threshold, and a hold time for changes.
+
+    ``smoothing`` is the weight of the past (0 = off, 0.8 = slow and steady); ``hold`` is how
+    long (seconds) a label must stay on top before a change is announced.
+    """
+
+    def __init__(self, labels, smoothing: float = 0.0, threshold: float = 0.0, hold: float = 0.0):
+        self.labels, self.smoothing, self.threshold, self.hold = tuple(labels), smoothing, threshold, hold
+        self._avg: np.ndarray | None = None
+        self.stable: str | None = None
+        self._candidate: str | None = None
+        self._since = 0.0
+
+    def smooth(self, probs: np.ndarray) -> np.ndarray:
+        if self.smoothing <= 0 or self._avg is None:
+            self._avg = probs.astype(np.float32)
+        else:
+            self._avg = self.smoothing * self._avg + (1.0 - self.smoothing) * probs
+        return self._avg
+
+    def decide(self, probs: np.ndarray, now: float) -> Decision:
+        best = int(np.argmax(probs))
+        score = float(probs[best])
+        label = self.labels[best] if score >= self.threshold else UNKNOWN
+        if label != self._candidate:
+            self._candidate, self._since = label, now
+        changed = label != self.stable and now - self._since >= self.hold
+        if changed:
+            self.stable = label
+        return Decision(label, score, changed)
+
+
+class ChangeCommand:
+    """Runs the user's ``on_change`` command for each announced label, without waiting for it.
+
+    The label and score arrive as EDGECAM_LABEL / EDGECAM_SCORE in the environment (no shell
+    quoting to get wrong). A command still running from the last change is left to finish.
+    """
+
+    def __init__(self, command: str):
+        self.argv = shlex.split(command)
+        self._running: subprocess.Popen | None = None
+
+    def __call__(self, decision: Decision) -> None:
+        if self._running is not None and self._running.poll() is None:
+            return
+        env = {**os.environ, "EDGECAM_LABEL": decision.label, "EDGECAM_SCORE": f"{decision.score:.4f}"}
+        try:
+            self._running = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            print(f"warning: on_change command failed: {exc}", file=sys.stderr)

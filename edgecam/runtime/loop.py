@@ -1,0 +1,105 @@
+"""``edgecam run``: frames in, labels out, as fast as the model allows.
+
+The interpreter is built once; capture runs in its own thread; preprocessing, inference,
+decisions and drawing run here, once per frame. Everything is released on the way out,
+whatever the reason (end of file, q, Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+import cv2
+
+from edgecam.runtime.capture import Frame, FrameGrabber
+from edgecam.runtime.classifier import Classifier
+from edgecam.runtime.decisions import ChangeCommand, Decider
+from edgecam.runtime.outputs import JsonLines, Output, Recorder, Window
+from edgecam.runtime.overlay import draw_overlay
+from edgecam.runtime.result import Result
+from edgecam.runtime.settings import RunConfig
+from edgecam.runtime.sources import open_source, quiet_opencv
+from edgecam.runtime.stats import RunStats, SlidingFPS, summary_line
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig,
+           stop: threading.Event | None = None) -> Iterator[tuple[Frame, Result]]:
+    """Yield (frame, result) for each processed frame until the source ends or ``stop`` is set."""
+    decider = Decider(classifier.labels, cfg.smoothing, cfg.threshold, cfg.hold)
+    fps = SlidingFPS()
+    processed = 0
+    stop = stop or threading.Event()
+    while not stop.is_set() and not (cfg.max_frames and processed >= cfg.max_frames):
+        frame = grabber.get(timeout=0.5)
+        if frame is None:
+            if grabber.done:
+                return
+            continue
+        start = time.perf_counter()
+        tensor = classifier.prepare(frame.rgb)
+        t_infer = time.perf_counter()
+        probs = classifier.infer(tensor)
+        inference_ms = (time.perf_counter() - t_infer) * 1000
+        smoothed = decider.smooth(probs)
+        decision = decider.decide(smoothed, frame.time)
+        top = tuple((p.label, p.score) for p in classifier.top_k(smoothed, cfg.top_k))
+        latency_ms = (time.perf_counter() - start) * 1000
+        processed += 1
+        yield frame, Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
+                            fps.tick(), inference_ms, latency_ms)
+
+
+def build_outputs(cfg: RunConfig, source_fps: float | None) -> list[Output]:
+    outputs: list[Output] = []
+    if cfg.headless:
+        outputs.append(JsonLines())
+    else:
+        outputs.append(Window(f"edgecam - {cfg.model}"))
+    if cfg.record:
+        outputs.append(Recorder(cfg.record, fps=source_fps or 15.0))
+    return outputs
+
+
+def run(cfg: RunConfig, stop: threading.Event | None = None,
+        extra_outputs: Callable[[Classifier], list[Output]] | None = None) -> dict:
+    """Run the camera loop described by ``cfg``; returns the summary (also logged to stderr)."""
+    quiet_opencv()
+    classifier = Classifier(cfg.model, labels=cfg.labels or None, num_threads=cfg.threads or None)
+    source = open_source(cfg.source, cfg.size())
+    log(f"{cfg.model}: {len(classifier.labels)} labels, input {classifier.input_size[1]}x{classifier.input_size[0]} "
+        f"{classifier.input_dtype.name}; source: {source.name}")
+    grabber = FrameGrabber(source, reconnect=cfg.reconnect).start()
+    outputs: list[Output] = []
+    on_change = ChangeCommand(cfg.on_change) if cfg.on_change else None
+    stats = RunStats()
+    try:
+        outputs = build_outputs(cfg, source.fps) + (extra_outputs(classifier) if extra_outputs else [])
+        pixels = any(o.wants_pixels for o in outputs)
+        for frame, result in stream(classifier, grabber, cfg, stop):
+            stats.add(result.latency_ms)
+            if result.changed:
+                log(f"label: {result.label} ({result.score:.0%})")
+                if on_change:
+                    on_change(result)
+            annotated = None
+            if pixels:
+                annotated = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+                draw_overlay(annotated, list(result.top), result.fps, result.inference_ms)
+            for output in outputs:
+                output.write(result, annotated)
+            if any(o.quit_requested for o in outputs):
+                break
+    finally:
+        grabber.stop()
+        for output in outputs:
+            output.close()
+        summary = stats.summary(grabber.dropped, grabber.reconnects)
+        log(summary_line(summary))
+    return summary

@@ -1,0 +1,31 @@
+"""The per-frame result object: what was seen, how sure, and how long it took."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Result:
+    frame: int  # capture index of the frame (gaps = frames dropped to stay real-time)
+    time: float  # capture time, seconds since the epoch
+    top: tuple[tuple[str, float], ...]  # top-k (label, score), best first
+    label: str  # decided label: top label after smoothing, or "unknown" below the threshold
+    score: float
+    changed: bool  # a new stable label was announced on this frame
+    fps: float  # sliding-window frames per second of the loop
+    inference_ms: float  # interpreter time
+    latency_ms: float  # capture to result (preprocessing + inference + decisions)
+
+    def to_dict(self) -> dict:
+        return {
+            "time": round(self.time, 3),
+            "frame": self.frame,
+            "top": [{"label": label, "score": round(score, 4)} for label, score in self.top],
+            "label": self.label,
+            "score": round(self.score, 4),
+            "changed": self.changed,
+            "fps": round(self.fps, 2),
+            "inference_ms": round(self.inference_ms, 2),
+            "latency_ms": round(self.latency_ms, 2),
+        }
