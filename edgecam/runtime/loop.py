@@ -21,7 +21,7 @@ from edgecam.runtime.outputs import JsonLines, Output, Recorder, Window
 from edgecam.runtime.overlay import draw_overlay
 from edgecam.runtime.result import Result
 from edgecam.runtime.settings import RunConfig
-from edgecam.runtime.sources import open_source, quiet_opencv
+from edgecam.runtime.sources import Source, open_source, quiet_opencv
 from edgecam.runtime.stats import RunStats, SlidingFPS, summary_line
 
 
@@ -68,11 +68,15 @@ def build_outputs(cfg: RunConfig, source_fps: float | None) -> list[Output]:
 
 
 def run(cfg: RunConfig, stop: threading.Event | None = None,
-        extra_outputs: Callable[[Classifier], list[Output]] | None = None) -> dict:
-    """Run the camera loop described by ``cfg``; returns the summary (also logged to stderr)."""
+        extra_outputs: Callable[[Classifier], list[Output]] | None = None, source: Source | None = None) -> dict:
+    """Run the camera loop described by ``cfg``; returns the summary (also logged to stderr).
+
+    ``stop`` ends the loop from another thread; ``extra_outputs`` adds outputs (e.g. a web
+    view) built once the model is loaded; ``source`` replaces ``cfg.source`` (an opened Source).
+    """
     quiet_opencv()
     classifier = Classifier(cfg.model, labels=cfg.labels or None, num_threads=cfg.threads or None)
-    source = open_source(cfg.source, cfg.size())
+    source = source or open_source(cfg.source, cfg.size())
     log(f"{cfg.model}: {len(classifier.labels)} labels, input {classifier.input_size[1]}x{classifier.input_size[0]} "
         f"{classifier.input_dtype.name}; source: {source.name}")
     grabber = FrameGrabber(source, reconnect=cfg.reconnect).start()
