@@ -46,7 +46,8 @@ def cli():
     \b
     Workstation:  edgecam finetune CONFIG.yaml [key=value ...]
     Anywhere:     edgecam evaluate MODEL.tflite DATA_DIR
-    Camera:       edgecam run MODEL.tflite [--source ...] [--headless]
+    Camera:       edgecam run MODEL.tflite [--source ...] [--headless] [--serve PORT]
+    Photos:       edgecam collect DATASET_DIR --labels a,b,c [--serve PORT]
     Speed:        edgecam benchmark MODEL.tflite
     """
 
@@ -130,10 +131,17 @@ def evaluate(model, data_dir, labels, out, quiet):
 @click.option("--on-change", "on_change", help="Command to run when the label changes (EDGECAM_LABEL, EDGECAM_SCORE).")
 @click.option("--max-frames", "max_frames", type=int, help="Stop after N frames (0 = no limit).")
 @click.option("--no-reconnect", "reconnect", flag_value=False, default=None, help="Do not reopen a failed live source.")
+# -- web view (edgecam.serving) --
+@click.option("--serve", metavar="[HOST:]PORT", help="Live page with stream, labels and FPS; 127.0.0.1 unless HOST "
+              "is given (0.0.0.0 = every interface, with a token). Opens no window unless --window.")
+@click.option("--token", help="Access token for the page [default: generated when HOST is not loopback].")
+@click.option("--window", is_flag=True, default=None, help="With --serve: open the window too.")
+# -- end web view --
 def run(model, config_path, **options):
     """Classify camera frames with MODEL.tflite: labels, confidence and FPS on screen or as JSON lines.
 
     Needs no TensorFlow. Press q or Esc in the window to quit; Ctrl-C or SIGTERM stop cleanly.
+    With --serve, a browser shows the same (with --headless, JSON lines go to stdout as well).
     """
     from edgecam import configfile
     from edgecam.runtime.loop import run as run_loop
@@ -146,7 +154,40 @@ def run(model, config_path, **options):
     if not cfg.model:
         raise click.UsageError("no model: pass MODEL.tflite or set model: in --config")
     _quiet_native_logs()
+    if cfg.serve:  # web view (edgecam.serving)
+        from edgecam.serving.live import serve_run
+
+        serve_run(cfg)
+        return
     run_loop(cfg)
+
+
+# -- edgecam collect (edgecam.collect) --
+@cli.command(context_settings={"show_default": True})
+@click.argument("dataset", metavar="DATASET_DIR", type=click.Path(path_type=Path))
+@click.option("--labels", "-l", help="Comma-separated labels, in key order 1..9 [default: the folders in DATASET_DIR].")
+@click.option("--source", "-s", help="Camera index, /dev/videoN, URL, video, image folder/glob, picamera2 [default: Pi camera, then camera 0].")
+@click.option("--resolution", default="640x480", help="Camera capture size, WxH.")
+@click.option("--serve", metavar="[HOST:]PORT", help="Collect from a browser page (one button per label, bursts) "
+              "instead of a window; 127.0.0.1 unless HOST is given (then with a token).")
+@click.option("--token", help="Access token for the page [default: generated when HOST is not loopback].")
+@click.option("--quality", type=click.IntRange(50, 100), default=95, help="JPEG quality of saved photos.")
+@click.option("--burst", type=click.IntRange(1, 1000), default=10, help="Photos per burst (page default).")
+@click.option("--interval", type=click.FloatRange(0, 60), default=0.5, help="Seconds between burst photos (page default).")
+def collect(dataset, labels, **options):
+    """Take labelled photos into DATASET_DIR/<label>/ for `edgecam finetune data.path=DATASET_DIR`.
+
+    Window: keys 1..9 save the current frame for label 1..9; q or Esc quits. With --serve, a
+    browser page has one button per label and a burst mode. Needs no model.
+    """
+    from edgecam.collect import CollectConfig, collect as run_collect, existing_labels
+
+    names = [name.strip() for name in labels.split(",")] if labels else existing_labels(dataset)
+    if not names:
+        raise click.UsageError("--labels: name the labels, e.g. --labels mug,keys,nothing")
+    cfg = CollectConfig(dataset=dataset, labels=tuple(names), **{k: v for k, v in options.items() if v is not None})
+    run_collect(cfg.checked())
+# -- end edgecam collect --
 
 
 @cli.command()

@@ -8,6 +8,7 @@ No TensorFlow here.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import sys
@@ -31,17 +32,27 @@ def evaluate_samples(
     sample_labels: Sequence[str],
     desc: str = "evaluating",
     progress: bool = True,
+    cache_dir: Path | None = None,
 ) -> dict:
-    """Run every sample through the model; ``sample_labels[s.label]`` names each sample's truth."""
+    """Run every sample through the model; ``sample_labels[s.label]`` names each sample's truth.
+
+    With ``cache_dir``, outputs are kept per (model file content, image content), so checking a
+    byte-identical model again on the same images (a re-run with the same seed) is instant.
+    """
     classifier = model if isinstance(model, Classifier) else Classifier(model)
     index = {name: i for i, name in enumerate(classifier.labels)}
     missing = sorted({sample_labels[s.label] for s in samples} - set(index))
     if missing:
         raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
+    cache = _OutputCache(cache_dir, classifier.path) if cache_dir else None
     y_true, y_pred, rows, skipped = [], [], [], []
-    for s in _progress(samples, desc, progress):
+    for s in _progress(samples, desc, progress and not (cache and cache.covers(samples))):
         try:
-            probs = classifier.classify(load_rgb(s.path))
+            probs = cache.get(s.digest) if cache else None
+            if probs is None:
+                probs = classifier.classify(load_rgb(s.path))
+                if cache:
+                    cache.put(s.digest, probs)
         except ImageDecodeError as err:
             skipped.append({"path": str(s.path), "reason": str(err)})
             continue
@@ -50,6 +61,8 @@ def evaluate_samples(
         y_pred.append(guess)
         rows.append({"path": str(s.path), "true": classifier.labels[truth],
                      "predicted": classifier.labels[guess], "score": round(float(probs[guess]), 4)})
+    if cache:
+        cache.save()
     return {
         "model": str(classifier.path),
         "metrics": classification_report(y_true, y_pred, classifier.labels),
@@ -87,6 +100,40 @@ def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file
     confusion_matrix_png(result["metrics"]["confusion_matrix"], classifier.labels, out_dir / "confusion_matrix.png",
                          f"{model_path.name} on {root.name}: accuracy {accuracy:.1%}")
     return result
+
+
+class _OutputCache:
+    """Model outputs keyed by image digest, in one .npz per model content hash."""
+
+    def __init__(self, folder: Path, model_path: Path):
+        model_hash = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:24]
+        self.path = folder / f"{model_hash}.npz"
+        self.outputs: dict[str, np.ndarray] = {}
+        self.dirty = False
+        try:
+            with np.load(self.path) as data:
+                self.outputs = dict(zip(data["digests"].tolist(), data["outputs"]))
+        except (OSError, ValueError, KeyError):
+            pass
+
+    def covers(self, samples) -> bool:
+        return all(s.digest in self.outputs for s in samples)
+
+    def get(self, digest: str) -> np.ndarray | None:
+        return self.outputs.get(digest)
+
+    def put(self, digest: str, probs: np.ndarray) -> None:
+        self.outputs[digest] = probs
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty or not self.outputs:
+            return
+        digests = sorted(self.outputs)
+        with fsutil.atomic_path(self.path, durable=False) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, digests=np.array(digests), outputs=np.stack([self.outputs[d] for d in digests]))
+        self.dirty = False
 
 
 def predictions_csv(rows: list[dict]) -> str:

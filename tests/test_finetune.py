@@ -88,6 +88,8 @@ def test_same_seed_same_metrics_and_cache_reused(tmp_path, cache_dir):
     assert second.report["embedding_cache"]["computed"] == 0
     assert second.report["training"]["history"] == first.report["training"]["history"]
     assert second.report["metrics"] == first.report["metrics"]
+    # Same data + config + seed = the same model file, byte for byte.
+    assert (second.run_dir / "model.tflite").read_bytes() == (first.run_dir / "model.tflite").read_bytes()
 
 
 def test_awkward_data_is_skipped_and_reported(tmp_path, cache_dir, bad_data_tree):

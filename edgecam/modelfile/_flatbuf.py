@@ -251,7 +251,6 @@ def pack_model(tree, name: str, data: bytes) -> bytes:
     Buffer data is written 16-byte aligned, as TFLite's own converter does.
     """
     from ai_edge_litert import schema_py_generated as schema
-    import flatbuffers
 
     buffers = [_AlignedBuffer.of(b, schema) for b in (tree.buffers or [])] or [_AlignedBuffer(None, schema)]
     entries = list(tree.metadata or [])
@@ -267,9 +266,18 @@ def pack_model(tree, name: str, data: bytes) -> bytes:
     entries = [m for m in entries if m not in ours]
     entries.insert(position, schema.MetadataT(name=name, buffer=index))
     tree.buffers, tree.metadata = buffers, entries
+    return pack_tree(tree)
 
-    size = sum(len(b.data or b"") for b in buffers)
-    builder = flatbuffers.Builder(size + 16 * len(buffers) + 65536)
+
+def pack_tree(tree) -> bytes:
+    """Serialise a ModelT, buffer data 16-byte aligned, as TFLite's own converter does."""
+    from ai_edge_litert import schema_py_generated as schema
+    import flatbuffers
+
+    buffers = [b if isinstance(b, _AlignedBuffer) else _AlignedBuffer.of(b, schema) for b in (tree.buffers or [])]
+    tree.buffers = buffers or [_AlignedBuffer(None, schema)]
+    size = sum(len(b.data or b"") for b in tree.buffers)
+    builder = flatbuffers.Builder(size + 16 * len(tree.buffers) + 65536)
     try:
         builder.Finish(tree.Pack(builder), file_identifier=TFLITE_ID)
     except Exception as exc:  # values a corrupt model smuggled through unpacking

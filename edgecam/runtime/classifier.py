@@ -121,9 +121,11 @@ class Classifier:
     def _is_raw_pixels(self) -> bool:
         """uint8 input that takes pixel values as they are (edgecam models, most quantised models)."""
         scale, zero = self._input["quantization"]
-        mean, std = self._normalisation()
-        if scale == 0:
+        if scale == 0 or not (self.info and self.info.mean and self.info.std):
+            # No normalisation metadata: uint8 image models take pixels as they are, whatever
+            # their quantisation (Coral / TF Hub quantised models: scale 1/127.5, zero point 128).
             return True
+        mean, std = self._normalisation()
         # Quantised input whose real value is (q - zero) * scale == (pixel - mean) / std.
         return bool(np.allclose([zero, scale], [np.mean(mean), 1.0 / np.mean(std)], rtol=1e-3, atol=0.5))
 

@@ -60,7 +60,7 @@ def build_outputs(cfg: RunConfig, source_fps: float | None) -> list[Output]:
     outputs: list[Output] = []
     if cfg.headless:
         outputs.append(JsonLines())
-    else:
+    elif cfg.window or not cfg.serve:  # --serve alone: the web page instead of a window
         outputs.append(Window(f"edgecam - {cfg.model}"))
     if cfg.record:
         outputs.append(Recorder(cfg.record, fps=source_fps or 15.0))
@@ -85,9 +85,9 @@ def run(cfg: RunConfig, stop: threading.Event | None = None,
     stats = RunStats()
     try:
         outputs = build_outputs(cfg, source.fps) + (extra_outputs(classifier) if extra_outputs else [])
-        pixels = any(o.wants_pixels for o in outputs)
         for frame, result in stream(classifier, grabber, cfg, stop):
             stats.add(result.latency_ms)
+            pixels = any(o.wants_pixels for o in outputs)  # per frame: a web view wants them only while watched
             if result.changed:
                 log(f"label: {result.label} ({result.score:.0%})")
                 if on_change:

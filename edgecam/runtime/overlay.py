@@ -1,6 +1,9 @@
 """Draw the top labels with confidence bars, the FPS and the inference time onto a frame.
 
-Sizes scale with the frame height, so the text is readable at 320x240 and at 1080p alike.
+Sizes scale with the frame (its height, or its width for tall frames), with a floor so the
+text stays readable on small frames: 9-10 px capitals at 320x240, 13 px at 640x480, 30 px at
+1080p. The panel always stays inside the frame: on narrow frames the bars get shorter first,
+then long labels are shortened with "...".
 """
 
 from __future__ import annotations
@@ -10,36 +13,76 @@ import numpy as np
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, GREEN, GREY = (255, 255, 255), (80, 200, 80), (90, 90, 90)
+# 1.0 at 480 lines; below 320 lines the sizes stop shrinking (font scale 0.4, ~9 px capitals).
+MIN_UNIT = 2 / 3
+
+
+def layout_unit(height: int, width: int) -> float:
+    """Scale factor for sizes: frame height / 480, limited by a 4:3 share of the width, at least MIN_UNIT."""
+    return max(min(height, width * 0.75) / 480.0, MIN_UNIT)
 
 
 def draw_overlay(bgr: np.ndarray, top: list[tuple[str, float]], fps: float, inference_ms: float,
                  headline: str | None = None) -> np.ndarray:
     """Draw in place on a BGR frame (what OpenCV windows and video writers take) and return it."""
     h, w = bgr.shape[:2]
-    unit = max(h, 240) / 480.0
+    unit = layout_unit(h, w)
     scale, thick = 0.6 * unit, max(1, round(1.5 * unit))
+    head_scale, head_thick = scale * 1.1, thick + 1
     line = round(26 * unit)
-    pad = round(8 * unit)
-    bar_w = round(min(w * 0.35, 220 * unit))
-    rows = ([headline] if headline else []) + [f"{label}" for label, _ in top]
-    text_w = max((cv2.getTextSize(r, FONT, scale, thick)[0][0] for r in rows), default=0)
-    panel_w = min(w, pad * 3 + text_w + bar_w + round(60 * unit))
-    panel_h = pad * 2 + line * (len(rows) + 1)
-    _shade(bgr, 0, 0, panel_w, panel_h)
-    y = pad + line - round(6 * unit)
+    pad = max(3, round(8 * unit))
+    bar_h = max(3, round(14 * unit))
+    status = f"{fps:.1f} FPS  {inference_ms:.1f} ms"
+
+    labels = [label for label, _ in top]
+    text_w = max((_width(s, scale, thick) for s in labels), default=0)
+    percent_w = _width("100%", scale, thick)
+    bar_w = round(min(w * 0.3, 220 * unit))
+    # Fit the row (pad, label, pad, bar, pad, percent, pad) into the frame width.
+    room = w - 4 * pad - percent_w
+    if text_w + bar_w > room:
+        bar_w = max(round(40 * unit), room - text_w)
+        if text_w + bar_w > room:
+            text_w = max(0, room - bar_w)
+            labels = [_shorten(s, text_w, scale, thick) for s in labels]
     if headline:
-        cv2.putText(bgr, headline, (pad, y), FONT, scale * 1.1, WHITE, thick + 1, cv2.LINE_AA)
+        headline = _shorten(headline, w - 2 * pad, head_scale, head_thick)
+    panel_w = min(w, max(4 * pad + text_w + bar_w + percent_w, 2 * pad + _width(status, scale, thick),
+                         2 * pad + (_width(headline, head_scale, head_thick) if headline else 0)))
+    panel_h = min(h, pad * 2 + line * (len(labels) + 1 + (1 if headline else 0)))
+    _shade(bgr, 0, 0, panel_w, panel_h)
+
+    y = pad + line - round(6 * unit)  # text baseline of the first row
+    if headline:
+        cv2.putText(bgr, headline, (pad, y), FONT, head_scale, WHITE, head_thick, cv2.LINE_AA)
         y += line
-    for label, score in top:
+    x_bar = 2 * pad + text_w
+    for label, (_, score) in zip(labels, top):
         cv2.putText(bgr, label, (pad, y), FONT, scale, WHITE, thick, cv2.LINE_AA)
-        x0 = pad * 2 + text_w
-        y0 = y - round(14 * unit)
-        cv2.rectangle(bgr, (x0, y0), (x0 + bar_w, y0 + round(14 * unit)), GREY, -1)
-        cv2.rectangle(bgr, (x0, y0), (x0 + round(bar_w * max(0.0, min(score, 1.0))), y0 + round(14 * unit)), GREEN, -1)
-        cv2.putText(bgr, f"{score:.0%}", (x0 + bar_w + pad, y), FONT, scale, WHITE, thick, cv2.LINE_AA)
+        y0 = y - bar_h
+        filled = round(bar_w * max(0.0, min(score, 1.0)))
+        cv2.rectangle(bgr, (x_bar, y0), (x_bar + bar_w - 1, y - 1), GREY, -1)
+        if filled:
+            cv2.rectangle(bgr, (x_bar, y0), (x_bar + filled - 1, y - 1), GREEN, -1)
+        cv2.putText(bgr, f"{score:.0%}", (x_bar + bar_w + pad, y), FONT, scale, WHITE, thick, cv2.LINE_AA)
         y += line
-    cv2.putText(bgr, f"{fps:.1f} FPS  {inference_ms:.1f} ms", (pad, y), FONT, scale, WHITE, thick, cv2.LINE_AA)
+    cv2.putText(bgr, status, (pad, y), FONT, scale, WHITE, thick, cv2.LINE_AA)
     return bgr
+
+
+def _width(text: str, scale: float, thick: int) -> int:
+    return cv2.getTextSize(text, FONT, scale, thick)[0][0]
+
+
+def _shorten(text: str, max_w: int, scale: float, thick: int) -> str:
+    """``text`` cut and ended with "..." so that it is at most ``max_w`` pixels wide."""
+    if _width(text, scale, thick) <= max_w:
+        return text
+    for n in range(len(text) - 1, 0, -1):
+        short = text[:n].rstrip() + "..."
+        if _width(short, scale, thick) <= max_w:
+            return short
+    return ""
 
 
 def _shade(bgr: np.ndarray, x: int, y: int, w: int, h: int) -> None:

@@ -36,6 +36,13 @@ class RunConfig:
     max_frames: int = 0
     # Reopen a live camera or stream that stops delivering frames.
     reconnect: bool = True
+    # -- web view (edgecam.serving) --
+    # Serve a live page on [HOST:]PORT ("" = off); 127.0.0.1 unless a host is given.
+    serve: str = ""
+    # Access token for the page ("" = none on loopback, generated for any other address).
+    token: str = ""
+    # With serve: also open the window (serve alone opens none, so it works without a display).
+    window: bool = False
 
     def validate(self):
         if self.threads < 0:
@@ -46,6 +53,8 @@ class RunConfig:
             return "smoothing", f"must be in [0, 1), got {self.smoothing}"
         if not 0.0 <= self.threshold <= 1.0:
             return "threshold", f"must be in [0, 1], got {self.threshold}"
+        if self.window and self.headless:
+            return "window", "cannot be combined with headless"
         if self.hold < 0 or self.max_frames < 0:
             return ("hold" if self.hold < 0 else "max_frames"), "must not be negative"
         try:

@@ -73,6 +73,7 @@ class EmbeddingCache:
 
     def __init__(self, root: Path, cfg: ModelConfig):
         self.cfg = cfg
+        self.root = root
         self.dir = root / backbone_key(cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._interpreter = None

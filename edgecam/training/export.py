@@ -74,7 +74,7 @@ def model_info(name: str, labels: tuple[str, ...], extra: dict) -> ModelInfo:
             f"Image classifier ({', '.join(labels)}) fine-tuned with edgecam {__version__}. "
             "Input: uint8 RGB pixels, centre-cropped and resized; scaling is inside the model."
         ),
-        version=str(extra.get("run", "")),
+        version=__version__,
         author="edgecam",
         license="",
         labels=tuple(labels),

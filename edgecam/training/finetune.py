@@ -18,6 +18,7 @@ from edgecam.config import FinetuneConfig
 from edgecam.data.dataset import Dataset, Sample, scan_dataset
 from edgecam.errors import ExportError
 from edgecam.evaluate import evaluate_samples
+from edgecam.modelfile.head import append_softmax_head
 from edgecam.training.embeddings import EmbeddingCache, default_cache_dir
 
 
@@ -105,10 +106,15 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
             tmp.with_suffix(".keras").replace(tmp)
 
     with timer("export"):
-        model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, export)
+        # The float model is the cached backbone .tflite plus the head, unless fine-tuning
+        # changed the backbone: then it goes through the converter like the other formats.
+        float_tflite = None if cfg.train.fine_tune_layers else append_softmax_head(
+            cache.extractor_path().read_bytes(), *head.get_layer("probability").get_weights())
+        model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, export, float_tflite)
 
     with timer("evaluate"):
-        evaluations = {name: evaluate_samples(model_path, samples, labels, desc=f"checking {name}")
+        evaluations = {name: evaluate_samples(model_path, samples, labels, desc=f"checking {name}",
+                                              progress=progress, cache_dir=cache.root / "checks")
                        for name, samples in (("val", val), ("test", test)) if samples}
     result_note = _quality_gate(cfg, keras_acc, evaluations)
     if result_note:  # the metrics below are the rejected int8 model's; model.tflite is float32 now
@@ -146,12 +152,12 @@ def _calibration_images(dataset: Dataset, cfg: FinetuneConfig) -> np.ndarray:
     return np.stack([fit_to_input(load_rgb(train[i].path), size) for i in sorted(picks)])
 
 
-def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict, export):
+def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict, export,
+            float_tflite: bytes | None):
     """Write model.tflite (and model_float32.tflite beside an int8 one, as the fallback)."""
     q = cfg.export.quantization
     extra = {
-        "edgecam": 1,
-        "run": str(run_dir.name),
+        "edgecam": 1,  # nothing run-specific: the same data, config and seed give the same bytes
         "backbone": cfg.model.backbone,
         "alpha": cfg.model.alpha,
         "input_size": cfg.model.input_size,
@@ -162,13 +168,14 @@ def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_a
     }
     log(f"exporting {q} TFLite model")
     calibration = _calibration_images(dataset, cfg) if q == "int8" else None
-    tflite = export.convert(model, q, calibration)
+    tflite = float_tflite if q == "float32" and float_tflite else export.convert(model, q, calibration)
     info = export.model_info(cfg.name, dataset.labels, extra)
     exported = {"quantization": q, "bytes": export.write_model(run_dir / "model.tflite", tflite, info)}
     if q == "int8":
         float_info = export.model_info(cfg.name, dataset.labels, {**extra, "quantization": "float32"})
         float_path = run_dir / "model_float32.tflite"
-        exported["float32_bytes"] = export.write_model(float_path, export.convert(model, "float32"), float_info)
+        exported["float32_bytes"] = export.write_model(
+            float_path, float_tflite or export.convert(model, "float32"), float_info)
     return run_dir / "model.tflite", exported
 
 

@@ -1,0 +1,102 @@
+"""``edgecam run --serve``: the camera loop plus a live page of its annotated frames and results.
+
+The loop's only extra work is ``LiveView.write``: remember the result and, while someone
+watches, encode the annotated frame once and hand it to the frame slot. Clients never touch
+the loop; a stalled one only falls behind on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from edgecam.runtime.classifier import Classifier
+from edgecam.runtime.loop import run
+from edgecam.runtime.outputs import Output
+from edgecam.runtime.result import Result
+from edgecam.runtime.settings import RunConfig
+from edgecam.runtime.sources import Source, open_source, quiet_opencv
+from edgecam.serving.server import Page, WebServer, start_server
+
+JPEG_QUALITY = 80
+
+
+class RunPage(Page):
+    """What ``/api/status`` reports for ``edgecam run``: the latest result and its context."""
+
+    html = "live.html"
+
+    def __init__(self, model: str, source: str = ""):
+        super().__init__()
+        self.model, self.source = model, source
+        self.labels: tuple[str, ...] = ()
+        self.result: Result | None = None
+        self.processed = 0
+
+    def attach(self, classifier: Classifier) -> None:
+        self.labels = tuple(classifier.labels)
+        self.changed()
+
+    def status(self) -> dict:
+        result = self.result
+        return {
+            "page": "run",
+            "model": self.model,
+            "labels": list(self.labels),
+            "source": self.source,
+            "viewers": self.frames.viewers,
+            "frames": self.processed,
+            "result": result.to_dict() if result else None,
+        }
+
+
+class LiveView(Output):
+    """The loop's side of the page: results always, JPEG frames only while someone watches."""
+
+    def __init__(self, page: RunPage, quality: int = JPEG_QUALITY):
+        self.page, self.quality = page, quality
+
+    @property
+    def wants_pixels(self) -> bool:  # read per frame: no drawing or encoding for nobody
+        return self.page.frames.viewers > 0
+
+    def write(self, result: Result, annotated: np.ndarray | None) -> None:
+        self.page.result = result
+        self.page.processed += 1
+        if annotated is not None and self.page.frames.viewers:
+            ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if ok:
+                self.page.frames.publish(jpeg.tobytes())
+        self.page.changed()
+
+
+def serve_run(cfg: RunConfig, stop: threading.Event | None = None, source: Source | None = None,
+              on_ready: Callable[[WebServer], None] | None = None) -> dict:
+    """``loop.run`` with the live page on ``cfg.serve``; returns the run summary.
+
+    The address is bound first, so a taken port fails before the camera or model is opened.
+    ``on_ready`` gets the running server (tests use it to learn a port chosen by the OS).
+    """
+    page = RunPage(cfg.model)
+    with start_server(page, cfg.serve, cfg.token) as server:
+        opened = None
+        if source is None:
+            quiet_opencv()
+            source = opened = open_source(cfg.source, cfg.size())
+        try:
+            page.source = source.name
+            server.announce("live view")
+            if on_ready:
+                on_ready(server)
+
+            def outputs(classifier: Classifier) -> list[Output]:
+                page.attach(classifier)
+                return [LiveView(page)]
+
+            return run(cfg, stop=stop, extra_outputs=outputs, source=source)
+        finally:
+            if opened is not None:
+                opened.close()  # also when the model failed to load (run() closes it otherwise)

@@ -1,0 +1,361 @@
+"""The ``edgecam run`` window: a readable overlay, on screen, under a real X server.
+
+Fast tests draw the overlay on 320x240, 640x480 and 1920x1080 frames (no window) and measure
+the result: everything inside the frame, the text height growing with the frame, the bars as
+long as the scores.
+
+The slow test trains a small real model (MobileNet v1 0.25 on flowers-mini), makes a video
+from real photos, starts its own Xvfb, runs ``edgecam run MODEL --source VIDEO`` (not
+headless) in it, takes a screenshot of the screen while the window is up, presses q in the
+window and checks the run ended with exit code 0 before the video did. The screenshot must
+show the video frame with the overlay at its top-left corner: the panel darkened, the green
+bars where the overlay puts them, and, read by tesseract, the model's labels (the top one
+first) and the FPS line. The screenshot is kept in the test's tmp folder and copied to
+/tmp/edgecam-window.png.
+
+Debian packages the slow test needs: xvfb, xdotool, imagemagick (``import``),
+tesseract-ocr; and an OpenCV with a GUI (opencv-python, not opencv-python-headless).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FLOWERS_MINI, WEIGHTS
+from edgecam.runtime.overlay import GREEN, draw_overlay
+
+TOP = [("sunflowers", 0.81), ("dandelion", 0.12), ("daisy", 0.05)]
+GREY_LEVEL = 128  # a uniform frame: everything the overlay draws differs from it
+
+
+# ---------------------------------------------------------------- overlay, no window
+
+def _bands(mask_rows: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) of each run of True in a 1-D array."""
+    bands, start = [], None
+    for i, on in enumerate(mask_rows):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            bands.append((start, i - 1))
+            start = None
+    if start is not None:
+        bands.append((start, len(mask_rows) - 1))
+    return bands
+
+
+def measure_overlay(width: int, height: int, top=TOP, fps: float = 29.7, ms: float = 31.2) -> dict:
+    """Draw on a uniform grey frame and measure what was drawn."""
+    frame = np.full((height, width, 3), GREY_LEVEL, np.uint8)
+    out = draw_overlay(frame.copy(), top, fps, ms)
+    changed = np.any(out != frame, axis=2)
+    ys, xs = np.nonzero(changed)
+    panel = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))  # x0, y0, x1, y1 inclusive
+    out = out[: panel[3] + 2, : panel[2] + 2]  # nothing is drawn further out (up to the frame edge)
+    bright = np.all(out > 180, axis=2)  # white text (not the grey 90 or green bars, not the 44 shade)
+    green = (np.abs(out.astype(int) - GREEN).max(axis=2) <= 2)
+    rows = []
+    for y0, y1 in _bands(bright.any(axis=1)):
+        bx = np.nonzero(bright[y0 : y1 + 1].any(axis=0))[0]
+        gx = np.nonzero(green[y0 : y1 + 1].any(axis=0))[0]
+        rows.append({"y0": y0, "y1": y1, "height": y1 - y0 + 1, "x0": int(bx.min()), "x1": int(bx.max()),
+                     "green_w": len(gx)})
+    bar = (out.astype(int) - (90, 90, 90))
+    grey_or_green = (np.abs(bar).max(axis=2) <= 2) | green
+    return {"image": out, "panel": panel, "bright": bright, "rows": rows, "bar_cols": grey_or_green}
+
+
+@pytest.mark.parametrize("size", [(320, 240), (640, 480), (1920, 1080), (1080, 1920), (160, 120)])
+def test_overlay_stays_inside_the_frame(size):
+    width, height = size
+    m = measure_overlay(width, height)
+    x0, y0, x1, y1 = m["panel"]
+    assert (x0, y0) == (0, 0), "the panel sits at the top-left corner"
+    # At most half the height from 240 lines up; tiny frames get readable text rather than a small panel.
+    assert x1 < width and y1 < (height / 2 if height >= 240 else height), f"panel {m['panel']} on a {width}x{height} frame"
+    # 3 label rows and the FPS line, each fully inside the shaded panel (nothing cut at its edge).
+    assert len(m["rows"]) == len(TOP) + 1, m["rows"]
+    for row in m["rows"]:
+        assert 0 < row["x0"] and row["x1"] < x1 and 0 < row["y0"] and row["y1"] < y1, (row, m["panel"])
+    # The percentages are drawn to the right of the bars, so the bar rows reach past the bars.
+    for row, (_, score) in zip(m["rows"], TOP):
+        counts = m["bar_cols"][row["y0"] : row["y1"] + 1].sum(axis=0)  # bar columns: filled top to bottom
+        bar_cols = np.nonzero(counts >= 0.6 * counts.max())[0]
+        assert row["x1"] > bar_cols.max(), f"no percentage right of the bar in {row}"
+        # Bars as long as the scores.
+        assert abs(row["green_w"] / len(bar_cols) - score) < 0.03, (row, len(bar_cols), score)
+
+
+def test_overlay_text_scales_with_the_frame_and_stays_readable(tmp_path):
+    heights = {}
+    for width, height in ((320, 240), (640, 480), (1920, 1080)):
+        status = measure_overlay(width, height)["rows"][-1]  # "29.7 FPS  31.2 ms": digits and capitals
+        heights[height] = status["height"]
+    assert heights[240] >= 8, f"text {heights[240]} px high at 320x240: too small to read"
+    assert 12 <= heights[480] <= 16, heights
+    assert 1.9 <= heights[1080] / heights[480] <= 2.6, heights  # 1080/480 = 2.25
+    assert heights[1080] <= 40, heights
+
+    # Long labels on a small frame: shortened or with shorter bars, never cut at the frame edge.
+    long = [("my favourite coffee mug on the kitchen table", 1.0), ("keys", 0.0), ("nothing", 0.0)]
+    for width, height in ((320, 240), (160, 120)):
+        m = measure_overlay(width, height, long, fps=100.0, ms=999.9)
+        assert len(m["rows"]) == 4 and all(r["x1"] < m["panel"][2] for r in m["rows"]), (width, m["rows"])
+        assert not m["bright"][:, -1].any()
+
+    # Pictures to look at: the overlay on a real photo at both extremes.
+    photo = sorted((FLOWERS_MINI / "daisy").glob("*.jpg"))
+    if photo:
+        image = cv2.imread(str(photo[1] if len(photo) > 1 else photo[0]))
+        for (width, height), name in (((320, 240), "320"), ((1920, 1080), "1080")):
+            out = draw_overlay(cv2.resize(image, (width, height)), TOP, 29.7, 31.2)
+            cv2.imwrite(str(tmp_path / f"overlay-{name}.png"), out)
+            _copy_quietly(tmp_path / f"overlay-{name}.png", Path(f"/tmp/overlay-{name}.png"))
+
+
+def _copy_quietly(src: Path, dst: Path) -> None:
+    try:
+        shutil.copyfile(src, dst)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- a real window under Xvfb
+
+TOOLS = {"Xvfb": "xvfb", "xdotool": "xdotool", "import": "imagemagick", "tesseract": "tesseract-ocr"}
+VIDEO_SIZE = (640, 480)
+FRAMES_PER_PHOTO = 300
+PHOTOS = {"daisy": "10140303196_b88d3d6cec.jpg", "roses": "11944957684_2cc806276e.jpg",
+          "tulips": "10686568196_b1915544a8.jpg"}
+
+
+def _require_display_tools() -> None:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        packages = " ".join(TOOLS[t] for t in missing)
+        pytest.skip(f"window test needs {', '.join(missing)}: apt-get install {packages}")
+    gui = re.search(r"GUI:\s*(\S+)", cv2.getBuildInformation())
+    if not gui or gui.group(1).upper() == "NONE":
+        pytest.skip("this OpenCV has no GUI (opencv-python-headless?): pip install opencv-python")
+
+
+@pytest.fixture
+def xvfb():
+    """A private X server on a free display; yields the DISPLAY value."""
+    _require_display_tools()
+    read_fd, write_fd = os.pipe()
+    # -displayfd: Xvfb picks a free display number and writes it to the pipe once it is ready.
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(write_fd)
+    try:
+        number = b""
+        deadline = time.monotonic() + 30
+        while not number.endswith(b"\n") and time.monotonic() < deadline:
+            chunk = os.read(read_fd, 16)
+            if not chunk:
+                break
+            number += chunk
+        if not number.strip().isdigit():
+            proc.kill()
+            pytest.fail(f"Xvfb did not start: {proc.communicate(timeout=10)[1].decode(errors='replace')[-1000:]}")
+        yield f":{number.strip().decode()}"
+    finally:
+        os.close(read_fd)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> Path:
+    """A real classifier (daisy, roses, tulips) trained in tens of seconds."""
+    from edgecam.config import load_finetune_config
+    from edgecam.training.finetune import finetune
+
+    if not any(FLOWERS_MINI.glob("*/*.jpg")):
+        pytest.skip(f"{FLOWERS_MINI} is not available")
+    work = tmp_path_factory.mktemp("window-model")
+    cfg = load_finetune_config(None, [
+        f"data.path={FLOWERS_MINI}", f"model.weights={WEIGHTS}", f"output={work / 'runs'}", f"cache={work / 'cache'}",
+        "name=w", "model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=15", "train.augment.views=1",
+    ])
+    return finetune(cfg, progress=False).model_path
+
+
+def make_video(path: Path) -> list[np.ndarray]:
+    """A 640x480 mp4 holding each photo for FRAMES_PER_PHOTO frames; returns the photos as decoded from it."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, VIDEO_SIZE)
+    assert writer.isOpened(), "cannot write an mp4 with this OpenCV"
+    for label, name in PHOTOS.items():
+        frame = cv2.resize(cv2.imread(str(FLOWERS_MINI / label / name)), VIDEO_SIZE, interpolation=cv2.INTER_AREA)
+        for _ in range(FRAMES_PER_PHOTO):
+            writer.write(frame)
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    decoded, index = [], 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index % FRAMES_PER_PHOTO == FRAMES_PER_PHOTO // 2:
+            decoded.append(frame)
+        index += 1
+    cap.release()
+    assert index == FRAMES_PER_PHOTO * len(PHOTOS) and len(decoded) == len(PHOTOS)
+    return decoded
+
+
+def edgecam_command() -> list[str]:
+    script = Path(sys.executable).with_name("edgecam")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "edgecam"]
+
+
+def screenshot(display: str, path: Path) -> np.ndarray:
+    subprocess.run(["import", "-display", display, "-window", "root", str(path)], check=True, timeout=30,
+                   capture_output=True)
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read the screenshot {path}"
+    return image
+
+
+def locate(screen: np.ndarray, frames: list[np.ndarray]) -> tuple[float, int, float, int, int]:
+    """Find a video frame on screen, at any scale from 0.5 to 1: (match score, frame index, scale, x, y).
+
+    Matched on the bottom half of the frame, which the overlay never covers.
+    """
+    gray = cv2.cvtColor(screen, cv2.COLOR_BGR2GRAY)
+    best = (-1.0, 0, 1.0, 0, 0)
+
+    def match(i: int, scale: float):
+        half = cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY)[VIDEO_SIZE[1] // 2 :]
+        template = cv2.resize(half, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if template.shape[0] > gray.shape[0] or template.shape[1] > gray.shape[1]:
+            return (-1.0, i, scale, 0, 0)
+        _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(gray, template, cv2.TM_CCOEFF_NORMED))
+        return (score, i, scale, x, y - round(VIDEO_SIZE[1] // 2 * scale))
+
+    for i in range(len(frames)):
+        for scale in np.arange(0.5, 1.0001, 0.025):
+            best = max(best, match(i, float(scale)))
+    _, i, coarse, _, _ = best
+    for scale in np.arange(coarse - 0.025, coarse + 0.0251, 0.005):
+        if 0.45 < scale <= 1.0001:
+            best = max(best, match(i, float(min(scale, 1.0))))
+    return best
+
+
+def ocr(image: np.ndarray, work: Path) -> str:
+    """Text in a crop of white-on-dark overlay, read by tesseract (upscaled, inverted to dark on white)."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    gray = cv2.resize(gray, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    path = work / "ocr-input.png"
+    cv2.imwrite(str(path), 255 - gray)
+    result = subprocess.run(["tesseract", str(path), "-", "--psm", "6"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-1000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
+    from edgecam.runtime.classifier import Classifier
+
+    video = tmp_path / "flowers.mp4"
+    frames = make_video(video)
+    classifier = Classifier(small_model)
+    labels = classifier.labels
+    total = FRAMES_PER_PHOTO * len(PHOTOS)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QT_QPA")}
+    env["DISPLAY"] = xvfb
+    proc = subprocess.Popen(edgecam_command() + ["run", str(small_model), "--source", str(video),
+                                                 "--max-frames", str(total)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shot_path = tmp_path / "window.png"
+    try:
+        # 1. The window appears (named after the model).
+        window = ""
+        deadline = time.monotonic() + 60
+        while not window and time.monotonic() < deadline and proc.poll() is None:
+            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "^edgecam - "],
+                                   env=env, capture_output=True, text=True)
+            window = found.stdout.split()[0] if found.stdout.split() else ""
+            if not window:
+                time.sleep(0.2)
+        assert window, f"no edgecam window appeared (exit code {proc.poll()})"
+
+        # 2. It shows a video frame (the first imshow follows the window by a moment); give the
+        #    FPS figure a second to settle, then take the screenshot that is checked.
+        located = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            located = locate(screenshot(xvfb, shot_path), frames)
+            if located[0] > 0.9:
+                break
+            time.sleep(0.3)
+        assert located and located[0] > 0.9, f"no video frame on screen (best match {located})"
+        time.sleep(1.0)
+        assert proc.poll() is None, "the run ended before the screenshot"
+        screen = screenshot(xvfb, shot_path)
+        _copy_quietly(shot_path, Path("/tmp/edgecam-window.png"))
+
+        # 3. q in the window ends the run, long before the video would have.
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=30)
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=30)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    summary = re.search(r"^(\d+) frames, (\d+) dropped", err, re.M)
+    assert summary, err[-2000:]
+    assert 0 < int(summary.group(1)) < total, f"the run did not stop at q: {summary.group(0)}"
+
+    # 4. The screenshot: not blank, and the frame on it carries the overlay.
+    assert screen.std() > 20, "blank screenshot"
+    score, index, scale, x, y = locate(screen, frames)
+    assert score > 0.9, f"the video frame is not on the screenshot (best match {score:.2f})"
+    frame = frames[index]
+    h, w = round(VIDEO_SIZE[1] * scale), round(VIDEO_SIZE[0] * scale)
+    assert 0 <= x and 0 <= y and x + w <= screen.shape[1] and y + h <= screen.shape[0]
+    shown = cv2.resize(screen[y : y + h, x : x + w], VIDEO_SIZE, interpolation=cv2.INTER_LINEAR)
+
+    probs = classifier.classify(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    top = [(p.label, p.score) for p in classifier.top_k(probs, 3)]
+    expected = draw_overlay(frame.copy(), top, 10.0, 10.0)
+    changed = np.any(expected != frame, axis=2)
+    ys, xs = np.nonzero(changed)
+    px1, py1 = int(xs.max()) + 1, int(ys.max()) + 1  # the panel: from (0, 0) to here
+    panel_shown = shown[:py1, :px1].astype(float).mean()
+    panel_plain = frame[:py1, :px1].astype(float).mean()
+    assert panel_shown < 0.6 * panel_plain, f"no dark panel: {panel_shown:.0f} vs {panel_plain:.0f} without overlay"
+    rest = np.abs(shown[py1 + 10 :].astype(float) - frame[py1 + 10 :]).mean()
+    assert rest < 12, f"the frame below the panel differs from the video by {rest:.1f} on average"
+
+    def green_mask(image):
+        return np.abs(image.astype(int) - GREEN).max(axis=2) < 40
+
+    want, got = green_mask(expected), green_mask(shown)
+    overlap = (want & got).sum() / max(1, (want | got).sum())
+    assert want.sum() > 50 and overlap > 0.6, f"green bars: {got.sum()} px shown, {want.sum()} expected, IoU {overlap:.2f}"
+
+    # 5. The text, read back: every label (the model has three, all shown), the top one first, FPS.
+    text = ocr(screen[y : y + round(py1 * scale), x : x + round(px1 * scale)], tmp_path)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for label in labels:
+        assert label in text, f"{label!r} not read on screen: {text!r}"
+    assert lines[0].startswith(top[0][0]), f"top label {top[0][0]!r} is not first: {lines}"
+    assert re.search(r"[\dOo]+\.[\dOo]\s*FPS", text), f"no FPS figure read on screen: {text!r}"
