@@ -20,9 +20,11 @@ stage's memory, threads and compiled graphs cannot help or hurt the next):
                   softmax head with sparse categorical crossentropy (not 1 logit), the real test/
                   folder for test accuracy, and no evaluate() before training.
 
-Wall times are measured inside each child after ``import keras``: edgecam = the ``finetune()``
-call (scan, embed, train, export, LiteRT check of val and test); tutorial = dataset creation +
-model building + fit + evaluate. The total child-process times (with imports) are printed too.
+Wall and CPU times (CPU = user + system time of all the child's threads, which other jobs on
+the machine disturb far less than wall time) are measured inside each child after ``import
+keras``: edgecam = the ``finetune()`` call (scan, embed, train, export, LiteRT check of val and
+test); tutorial = dataset creation + model building + fit + evaluate. The total child-process
+wall times (with imports) and the 1-minute load average around each stage are printed too.
 Test accuracy: edgecam's exported model.tflite run with LiteRT; the tutorial's Keras model.
 
 Run (30-60 min on 2 cores):  .venv/bin/python benchmarks/finetune_speed.py > /tmp/bench.log 2>&1
@@ -48,6 +50,16 @@ V2_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 QUICK_BANNER = "QUICK MODE: small subset and 2 tutorial epochs - these figures are NOT the real comparison"
 
 
+class Clock:
+    """Wall and CPU seconds since creation."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> dict:
+        return {"wall": time.perf_counter() - self.wall, "cpu": time.process_time() - self.cpu}
+
+
 # ---------------------------------------------------------------- stages (child processes)
 
 def stage_edgecam(args) -> dict:
@@ -59,10 +71,9 @@ def stage_edgecam(args) -> dict:
     overrides = [f"data.path={args.data}", f"model.weights={args.weights}", f"cache={args.work / 'cache'}",
                  f"output={args.work / 'runs'}", "name=bench"]
     cfg = load_finetune_config(None, overrides)
-    start = time.perf_counter()
+    clock = Clock()
     result = finetune(cfg)
-    wall = time.perf_counter() - start
-    return {"wall": wall, "acc": result.report["metrics"]["tflite"]["test"]["accuracy"],
+    return {**clock.read(), "acc": result.report["metrics"]["tflite"]["test"]["accuracy"],
             "timings": result.timings, "run_dir": str(result.run_dir), "cache": result.report["embedding_cache"]}
 
 
@@ -72,7 +83,7 @@ def stage_tutorial(args) -> dict:
 
     size, batch = (224, 224), 32
     weights = args.weights if args.weights.is_file() else args.weights / V2_WEIGHTS
-    start = time.perf_counter()
+    clock = Clock()
     train_ds, val_ds = keras.utils.image_dataset_from_directory(
         args.data / "train", validation_split=0.2, subset="both", seed=123, image_size=size, batch_size=batch)
     test_ds = keras.utils.image_dataset_from_directory(
@@ -96,7 +107,7 @@ def stage_tutorial(args) -> dict:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, verbose=2)
     _, accuracy = model.evaluate(test_ds, verbose=0)
-    return {"wall": time.perf_counter() - start, "acc": float(accuracy), "epochs": args.epochs}
+    return {**clock.read(), "acc": float(accuracy), "epochs": args.epochs}
 
 
 def stage_embedding(args) -> dict:
@@ -142,10 +153,11 @@ def run_stage(name: str, args, work: Path, label: str) -> dict:
                "--weights", str(args.weights), "--work", str(work), "--result", str(result_file),
                "--epochs", str(args.epochs), "--images", str(args.images)]
     print(f"\n=== {label} ===", file=sys.stderr, flush=True)
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     subprocess.run(command, check=True)
     result = json.loads(result_file.read_text())
     result["process_wall"] = time.perf_counter() - start
+    result["load"] = (load, os.getloadavg()[0])
     return result
 
 
@@ -172,21 +184,23 @@ def stage_line(result: dict) -> str:
 
 
 def print_table(cold: dict, warm: dict, tutorial: dict | None, embed: dict, quick: bool) -> None:
-    lines = ["", f"{'':20}{'wall s':>10}{'test acc':>11}"]
+    lines = ["", f"{'':22}{'wall s':>9}{'cpu s':>9}{'test acc':>10}{'load before/after':>19}"]
     rows = [("edgecam cold", cold), ("edgecam warm", warm)]
     if tutorial:
         rows.append((f"keras tutorial ({tutorial['epochs']} ep)", tutorial))
-    lines += [f"{name:20}{r['wall']:>10.1f}{r['acc']:>11.3f}" for name, r in rows]
+    lines += [f"{name:22}{r['wall']:>9.1f}{r['cpu']:>9.1f}{r['acc']:>10.3f}{r['load'][0]:>13.1f} / {r['load'][1]:.1f}"
+              for name, r in rows]
     if tutorial:
         lines.append(f"speed-up (tutorial / edgecam cold): {tutorial['wall'] / cold['wall']:.1f}x   "
                      f"accuracy difference: {100 * (cold['acc'] - tutorial['acc']):+.1f} points")
+        lines.append(f"speed-up in CPU time: {tutorial['cpu'] / cold['cpu']:.1f}x")
     else:
         lines.append("speed-up: tutorial skipped (--skip-tutorial)")
-    lines.append(f"warm / cold: {warm['wall'] / cold['wall']:.2f}")
+    lines.append(f"warm / cold: {warm['wall'] / cold['wall']:.2f}   (CPU time: {warm['cpu'] / cold['cpu']:.2f})")
     lines.append(f"embedding: litert {embed['litert']:.1f} img/s, keras predict {embed['keras']:.1f} img/s, "
                  f"ratio {embed['litert'] / embed['keras']:.1f}x  ({embed['n']} images, "
                  f"max |litert - keras| {embed['max_abs_diff']:.2g})")
-    lines.append(f"child processes incl. imports, s: cold {cold['process_wall']:.1f}, warm {warm['process_wall']:.1f}"
+    lines.append(f"child processes incl. imports, wall s: cold {cold['process_wall']:.1f}, warm {warm['process_wall']:.1f}"
                  + (f", tutorial {tutorial['process_wall']:.1f}" if tutorial else ""))
     lines.append(f"cold stages s: {stage_line(cold)}   (cache: {cold['cache']})")
     lines.append(f"warm stages s: {stage_line(warm)}   (cache: {warm['cache']})")

@@ -11,6 +11,7 @@ Edge-side code: numpy, OpenCV and the standard library only; no model is needed.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import threading
@@ -27,10 +28,10 @@ from edgecam.fsutil import write_bytes
 from edgecam.runtime.capture import Frame, FrameGrabber
 from edgecam.runtime.sources import IMAGE_SUFFIXES, Source, open_source, quiet_opencv
 from edgecam.runtime.stats import SlidingFPS
-from edgecam.serving.server import Page, WebServer, start_server
+from edgecam.serving.server import Page, WebServer, check_token, parse_address, start_server
 
 KEYS = "123456789"
-FRAME_WAIT = 2.0  # seconds a save waits for a frame newer than the last one saved for its label
+FRAME_WAIT = 2.0  # seconds a save waits for a frame newer than the last one saved
 
 
 class CollectError(EdgecamError):
@@ -62,6 +63,9 @@ class CollectConfig:
             raise ConfigError(f"--labels: the window has keys 1-9, so at most 9 labels (got {len(labels)}); "
                               "the --serve page takes any number")
         self.size()
+        if self.serve:
+            parse_address(self.serve)
+        check_token(self.token)
         return replace(self, labels=labels, dataset=Path(self.dataset))
 
     def size(self) -> tuple[int, int]:
@@ -111,7 +115,7 @@ class Collector:
         self._frame_cond = threading.Condition()
         self._lock = threading.Lock()
         self._serial = 0
-        self._last_index: dict[str, int] = {}
+        self._last_index = -1  # newest frame saved: a frame goes under one label once (or finetune drops it)
         self._burst: dict | None = None
         self._burst_stop = threading.Event()
         self._burst_thread: threading.Thread | None = None
@@ -131,11 +135,11 @@ class Collector:
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self, label: str, frame: Frame | None = None) -> Path:
-        """Save ``frame`` (default: the newest frame not yet saved for ``label``) as a JPEG."""
+        """Save ``frame`` (default: the newest frame, if not saved yet, else the next one) as a JPEG."""
         if label not in self.counts:
             raise CollectError(f"unknown label {label!r} (labels: {', '.join(self.labels)})")
         if frame is None:
-            frame = self.wait_frame(self._last_index.get(label, -1), FRAME_WAIT)
+            frame = self.wait_frame(self._last_index, FRAME_WAIT)
             if frame is None:
                 raise CollectError("no new camera frame (is the camera delivering?)", 503)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR),
@@ -155,7 +159,7 @@ class Collector:
             self.counts[label] += 1
             self.saved[label] += 1
             self.last = path
-            self._last_index[label] = max(self._last_index.get(label, -1), frame.index)
+            self._last_index = max(self._last_index, frame.index)
         self.on_change()
         return path
 
@@ -262,6 +266,10 @@ class _PreviewWindow:
 
     def __init__(self, title: str):
         self.title = title
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # Checked first: OpenCV's Qt build aborts the whole process when it finds no display.
+            raise CollectError("no display for the preview window (DISPLAY is not set); "
+                               "use --serve PORT to collect from a browser")
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
@@ -306,12 +314,13 @@ def collect(cfg: CollectConfig, stop: threading.Event | None = None, source: Sou
     """
     cfg = cfg.checked()
     stop = stop or threading.Event()
+    window = None if cfg.serve else _PreviewWindow(f"edgecam collect - {cfg.dataset}")  # before any folder
     collector = Collector(cfg.dataset, cfg.labels, cfg.quality)
-    page = CollectPage(collector, cfg) if cfg.serve else None
-    server = start_server(page, cfg.serve, cfg.token) if page else None
-    window = grabber = opened = None
+    page = server = grabber = opened = None
     try:
-        window = None if server else _PreviewWindow(f"edgecam collect - {cfg.dataset}")
+        if cfg.serve:
+            page = CollectPage(collector, cfg)
+            server = start_server(page, cfg.serve, cfg.token)
         if source is None:
             quiet_opencv()
             source = opened = open_source(cfg.source, cfg.size())

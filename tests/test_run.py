@@ -286,7 +286,7 @@ def test_sigterm_while_recording_leaves_a_playable_video(model, photos, tmp_path
     proc = rf.edgecam_popen("run", model.path, "--source", video, "--headless", "--record", out / "out.mp4")
     try:
         lines = []
-        while len(lines) < 11:  # the 11th JSON line: frame 10 was recorded before the signal
+        while len(lines) < 11:  # JSON comes first: frames 0-9 are recorded by now
             line = proc.stdout.readline()
             assert line, "edgecam run ended before 11 frames: " + proc.stderr.read()[-2000:]
             lines.append(line)

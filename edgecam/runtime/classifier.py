@@ -70,7 +70,7 @@ class Classifier:
         if inp["dtype"] not in (np.uint8, np.int8, np.float32):
             raise ModelError(f"{self.path}: unsupported input type {np.dtype(inp['dtype']).name}")
         if np.prod(out["shape"]) != out["shape"][-1]:
-            raise ModelError(f"{self.path}: not a classifier (output shape {list(out['shape'])}, expected [1, N])")
+            raise ModelError(f"{self.path}: not a classifier (output shape {[int(d) for d in out['shape']]}, expected [1, N])")
         return inp, out
 
     def _resolve_labels(self, labels) -> tuple[str, ...]:

@@ -42,6 +42,7 @@ BOUNDARY = "edgecam-frame"
 EVENT_INTERVAL = 0.1  # seconds between two status events to one client (newer states are merged)
 KEEPALIVE = 10.0  # seconds of silence before an event stream sends a comment (finds dead clients)
 SEND_TIMEOUT = 20.0  # a client that accepts nothing for this long is dropped
+MAX_STREAMS = 16  # open MJPEG streams (each holds a thread); more get 503
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -361,6 +362,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self) -> None:
         """Newest frames as they come; a frame that arrives while this client is busy is skipped."""
         page = self.web.page
+        if page.frames.viewers >= MAX_STREAMS:
+            return self._json(503, {"error": f"too many viewers (at most {MAX_STREAMS} streams)"})
         self._start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         with page.frames.watching() as viewer:
             page.changed()

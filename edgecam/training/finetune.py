@@ -88,11 +88,12 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
         y = np.repeat(y_train, e_train.shape[1])
         head, history = train_head(x, y, e_val, y_val, len(labels), cfg.model.dropout, cfg.train)
     stages = {"head": history}
-    backbone = build_backbone(cfg.model)
-    model = assemble(backbone, head)
     keras_acc = {"val": _head_accuracy(head, e_val, y_val)}
     if e_test is not None:
         keras_acc["test"] = _head_accuracy(head, e_test, _labels_of(test))
+    with timer("build_model"):
+        backbone = build_backbone(cfg.model)
+        model = assemble(backbone, head)
 
     if cfg.train.fine_tune_layers:
         from edgecam.training.tune import fine_tune_backbone
@@ -121,7 +122,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
         exported.update(rejected=result_note, quantization="float32", bytes=exported["float32_bytes"])
     fsutil.write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in labels))
 
-    timer.stages["total"] = round(time.perf_counter() - started, 3)
+    timer.stages["total"] = round(time.perf_counter() - started, 3)  # all but the report itself
     report = write_report(
         run_dir, cfg, dataset, stages, keras_acc, evaluations, exported, timer.stages,
         cache_stats={"hits": cache.hits, "computed": cache.misses},

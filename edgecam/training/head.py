@@ -65,6 +65,7 @@ def train_head(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=32,  # tiny steps: Python overhead, not maths, would dominate
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     history = head.fit(

@@ -62,6 +62,7 @@
   byId("stop").addEventListener("click", () => edgecam.post("api/stop", {}).catch((err) => say(err.message, true)));
 
   let lastSaved = null;
+  let lastBurst = null;
   edgecam.listen((status) => {
     if (!buttons.size) makeButtons(status.labels);
     if (!defaultsSet) {
@@ -87,7 +88,12 @@
       byId("burst-progress").max = burst.total;
       byId("burst-progress").value = burst.done;
       byId("burst-text").textContent = `${burst.label}: ${burst.done}/${burst.total}`;
-      if (!burst.running && burst.error) say(`burst stopped: ${burst.error}`, true);
+      const key = `${burst.label}/${burst.total}/${burst.done}/${burst.running}`;
+      if (!burst.running && key !== lastBurst && lastBurst !== null) {
+        if (burst.error) say(`burst stopped: ${burst.error}`, true);
+        else say(`burst done: ${burst.done} × ${burst.label}`);
+      }
+      lastBurst = key;
     }
   }, byId("conn"));
 })();
