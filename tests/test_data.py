@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import FLOWERS_MINI
 from edgecam.config import DataConfig
 from edgecam.data import images
 from edgecam.data.dataset import Dataset, scan_dataset
@@ -371,3 +373,27 @@ def test_linked_folders_are_followed_once(tmp_path):
     (tmp_path / "photos" / "a" / "loop").symlink_to(tmp_path / "photos" / "a")
     ds = scan(tmp_path / "data")
     assert len(ds.samples) == 6 and not ds.duplicates
+
+
+def test_scan_index_skips_unchanged_files_and_rechecks_changed_ones(tmp_path, monkeypatch):
+    import edgecam.data.dataset as dataset_module
+
+    root = tmp_path / "data"
+    for label in ("daisy", "roses"):
+        (root / label).mkdir(parents=True)
+        for photo in sorted((FLOWERS_MINI / label).glob("*.jpg"))[:3]:
+            shutil.copy(photo, root / label / photo.name)
+    index = tmp_path / "index.json"
+    first = scan_dataset(DataConfig(path=root), progress=False, index_path=index)
+
+    calls = []
+    real = dataset_module._check_file
+    monkeypatch.setattr(dataset_module, "_check_file", lambda path: calls.append(path) or real(path))
+    again = scan_dataset(DataConfig(path=root), progress=False, index_path=index)
+    assert calls == [] and again.samples == first.samples
+
+    victim = sorted((root / "roses").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # now truncated: must be checked again
+    third = scan_dataset(DataConfig(path=root), progress=False, index_path=index)
+    assert calls == [victim]
+    assert [s.path for s in third.skipped] == [victim]

@@ -109,8 +109,11 @@ class Dataset:
         )
 
 
-def scan_dataset(cfg: DataConfig, progress: bool = True) -> Dataset:
-    """Find, verify, de-duplicate and split the images under ``cfg.path``; raise DataError if unusable."""
+def scan_dataset(cfg: DataConfig, progress: bool = True, index_path: Path | None = None) -> Dataset:
+    """Find, verify, de-duplicate and split the images under ``cfg.path``; raise DataError if unusable.
+
+    ``index_path``: a file remembering verified images, so re-runs skip unchanged files.
+    """
     root = Path(cfg.path)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
@@ -118,7 +121,7 @@ def scan_dataset(cfg: DataConfig, progress: bool = True) -> Dataset:
     labels = _label_folders(cfg, dirs["train"])
     ignored, notices = _unused_folders(root, dirs, labels)
     found, skipped = _find_files(dirs, labels)
-    samples, bad = _check_files(found, progress)
+    samples, bad = _check_files(found, progress, ScanIndex(index_path) if index_path else None)
     skipped = sorted(skipped + bad, key=lambda s: str(s.path))
     names = tuple(labels)
     samples, duplicates, conflicts, dup_notices = _dedupe(samples, names)
@@ -225,24 +228,78 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield Path(entry.path)
 
 
-def _check_files(found: list[Sample], progress: bool) -> tuple[list[Sample], list[Skipped]]:
-    """Read, hash and fully decode every image in parallel (Pillow releases the GIL while decoding)."""
+def _check_files(found: list[Sample], progress: bool, index: "ScanIndex | None" = None
+                 ) -> tuple[list[Sample], list[Skipped]]:
+    """Read, hash and fully decode every image in parallel (Pillow releases the GIL while decoding).
+
+    Files the ``index`` has already verified (same size and modification time) are not read again.
+    """
     samples: list[Sample] = []
     skipped: list[Skipped] = []
-    bar = _progress_bar(len(found), progress)
+    known = {s.path: index.lookup(s.path) for s in found} if index else {}
+    todo = [s for s in found if not known.get(s.path)]
+    bar = _progress_bar(len(todo), progress)
     try:
         with ThreadPoolExecutor(max_workers=_workers()) as pool:
-            for sample, (sha, reason) in zip(found, pool.map(_check_file, [s.path for s in found])):
+            checked = dict(zip((s.path for s in todo), pool.map(_check_file, [s.path for s in todo])))
+            for sample in found:
+                sha, reason = (known[sample.path], None) if known.get(sample.path) else checked[sample.path]
                 if reason is None:
                     samples.append(replace(sample, digest=sha))
+                    if index:
+                        index.remember(sample.path, sha)
                 else:
                     skipped.append(Skipped(sample.path, reason))
-                if bar is not None:
+                if bar is not None and sample.path in checked:
                     bar.update()
     finally:
         if bar is not None:
             bar.close()
+    if index:
+        index.save()
     return samples, skipped
+
+
+class ScanIndex:
+    """Digests of images already verified, keyed by path, size and modification time.
+
+    Lets a re-run skip reading and decoding unchanged files (as git's index does); a file that
+    changes gets a new size or mtime and is checked again.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.entries: dict[str, list] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    @staticmethod
+    def _stamp(path: Path) -> list[int]:
+        info = path.stat()
+        return [info.st_size, info.st_mtime_ns, info.st_ino]
+
+    def lookup(self, path: Path) -> str | None:
+        entry = self.entries.get(str(path))
+        try:
+            return entry[3] if entry and entry[:3] == self._stamp(path) else None
+        except OSError:
+            return None
+
+    def remember(self, path: Path, sha: str) -> None:
+        entry = self._stamp(path) + [sha]
+        if self.entries.get(str(path)) != entry:
+            self.entries[str(path)] = entry
+            self.dirty = True
+
+    def save(self) -> None:
+        if self.dirty:
+            from edgecam.fsutil import write_text
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(self.path, json.dumps(self.entries))
+            self.dirty = False
 
 
 def _check_file(path: Path) -> tuple[str, str | None]:

@@ -56,8 +56,9 @@ class _Timer:
 def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     """Run the whole workstation pipeline for ``cfg``; raises EdgecamError subclasses on bad input."""
     timer, started = _Timer(), time.perf_counter()
+    cache_root = Path(cfg.cache) if cfg.cache else default_cache_dir()
     with timer("scan"):  # first, so data errors come before TensorFlow's slow import
-        dataset = scan_dataset(cfg.data, progress=progress)
+        dataset = scan_dataset(cfg.data, progress=progress, index_path=cache_root / "scan-index.json")
     log(dataset.summary_line())
     for notice in dataset.notices:
         log(f"note: {notice}")
@@ -74,7 +75,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     fsutil.write_text(run_dir / "config.yaml", _yaml(configfile.to_dict(cfg)))
     labels, train, val, test = dataset.labels, dataset.split("train"), dataset.split("val"), dataset.split("test")
 
-    cache = EmbeddingCache(Path(cfg.cache) if cfg.cache else default_cache_dir(), cfg.model)
+    cache = EmbeddingCache(cache_root, cfg.model)
     views = cfg.train.augment.views
     with timer("embed"):
         e_train = cache.embeddings(train, views, cfg.train.augment, cfg.train.seed, desc="embedding train")
