@@ -112,9 +112,35 @@ def test_awkward_data_is_skipped_and_reported(tmp_path, cache_dir, bad_data_tree
     assert sum(sum(c.values()) for c in counts.values()) == 3 * 3 + len(bad_data_tree.odd) + 1
 
 
+def mediapipe_labels(model: Path, photo: Path) -> list[tuple[str, float]]:
+    """What MediaPipe Tasks' ImageClassifier (a standard metadata consumer) makes of a model."""
+    mp = pytest.importorskip("mediapipe")
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model)), max_results=3)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        result = classifier.classify(mp.Image.create_from_file(str(photo)))
+    return [(c.category_name, c.score) for c in result.classifications[0].categories]
+
+
 def test_int8_export_is_small_and_integer(tmp_path, cache_dir):
     result = run(config(tmp_path, cache_dir, FLOWERS_MINI, "export.quantization=int8", "export.max_accuracy_drop=1.0"))
     folder = result.run_dir
+    # Both exported files carry label names a standard consumer shows, with the runtime's scores.
+    from edgecam.data.images import load_rgb
+    from edgecam.runtime.preprocess import fit_to_input
+    from PIL import Image
+
+    photo = tmp_path / "daisy.png"  # exactly the model's input size: no consumer-side resizing
+    Image.fromarray(fit_to_input(load_rgb(next((FLOWERS_MINI / "daisy").glob("*.jpg"))), (224, 224))).save(photo)
+    for name in ("model.tflite", "model_float32.tflite"):
+        ours = Classifier(folder / name)
+        expected = ours.classify(np.asarray(Image.open(photo)))
+        seen = mediapipe_labels(folder / name, photo)
+        assert {label for label, _ in seen} == {"daisy", "roses", "tulips"}
+        for label, score in seen:
+            assert abs(score - expected[ours.labels.index(label)]) < 1e-3, (name, label)
     int8 = Classifier(folder / "model.tflite")
     assert int8.labels == ("daisy", "roses", "tulips")
     assert int8.input_dtype == np.uint8 and int8._input["quantization"] == (1.0, 0)
