@@ -22,6 +22,8 @@ from edgecam.runtime.preprocess import fit_to_input
 
 # Foreign float models without metadata are assumed to want MobileNet-style [-1, 1] inputs.
 DEFAULT_MEAN, DEFAULT_STD = (127.5,), (127.5,)
+# First lines of label files that list a background class the model may not output.
+BACKGROUND_NAMES = ("background", "???", "dummy", "__background__")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Classifier:
         else:
             return tuple(str(i) for i in range(n))
         labels = tuple(labels)
+        if len(labels) == n + 1 and labels[0].strip().lower() in BACKGROUND_NAMES:
+            labels = labels[1:]  # a 1001-line ImageNet labels file for a 1000-class model
         if len(labels) != n:
             raise ModelError(f"{source}: {len(labels)} labels, but the model outputs {n} classes")
         return labels
