@@ -15,7 +15,8 @@ from edgecam.runtime.preprocess import center_crop_box, fit_to_input
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgecam"
 # flatbuffers is LiteRT's own pure-Python dependency (the metadata writer builds with it).
-EDGE_ALLOWED = {"numpy", "cv2", "ai_edge_litert", "tflite_runtime", "flatbuffers"}
+# picamera2 is the Pi's camera library, imported only when that source is used.
+EDGE_ALLOWED = {"numpy", "cv2", "ai_edge_litert", "tflite_runtime", "flatbuffers", "picamera2"}
 EDGE_INTERNAL = {"edgecam.runtime", "edgecam.modelfile", "edgecam.errors", "edgecam.fsutil"}
 
 

@@ -54,7 +54,8 @@ class Window(Output):
         self.title = title
         self._quit = False
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            # GUI_NORMAL: no toolbar, so the frame is shown 1:1 (and the window stays resizable).
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as exc:
             raise EdgecamError(
                 f"cannot open a window ({str(exc).strip().splitlines()[-1]}); use --headless on machines without a display"

@@ -42,7 +42,7 @@ def backbone_key(cfg: ModelConfig) -> str:
         with open(weights, "rb") as f:
             weights = hashlib.file_digest(f, "sha256").hexdigest()
     blob = json.dumps(
-        {"backbone": cfg.backbone, "alpha": cfg.alpha, "size": cfg.input_size, "weights": weights, "pre": 1},
+        {"backbone": cfg.backbone, "alpha": cfg.alpha, "size": cfg.input_size, "weights": weights, "pre": 2},
         sort_keys=True,
     )
     return f"{cfg.backbone}_{cfg.alpha}_{cfg.input_size}_" + hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -105,6 +105,7 @@ class EmbeddingCache:
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
         desc: str = "embedding",
+        progress: bool = True,
     ) -> np.ndarray:
         """Array (len(samples), 1 + views, D): the plain image, then ``views`` augmented ones."""
         kinds = ["plain"] + ([f"aug-{augment.settings_key(augment_cfg, seed)}"] if views else [])
@@ -119,7 +120,8 @@ class EmbeddingCache:
                 todo.append(i)
         if todo:
             self.misses += len(todo)
-            self._compute([samples[i] for i in todo], todo, kinds, views, augment_cfg, seed, results, desc)
+            self._compute([samples[i] for i in todo], todo, kinds, views, augment_cfg, seed, results,
+                          desc if progress else None)
         return np.stack([np.concatenate(results[i], axis=0) for i in range(len(samples))])
 
     def _compute(self, samples, indices, kinds, views, augment_cfg, seed, results, desc):
@@ -175,12 +177,18 @@ def _prefetch(pool, fn, items, ahead: int = PREFETCH):
         yield pending.popleft().result()
 
 
-def _progress(total: int, desc: str):
+class _NoBar:
+    def update(self, n): ...
+
+    def close(self): ...
+
+
+def _progress(total: int, desc: str | None):
+    """A tqdm bar on stderr, or nothing when ``desc`` is None (quiet) or tqdm is missing."""
+    if desc is None:
+        return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is in the train extra
-        class _Null:
-            def update(self, n): ...
-            def close(self): ...
-        return _Null()
+        return _NoBar()
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)

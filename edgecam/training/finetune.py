@@ -78,9 +78,9 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     cache = EmbeddingCache(cache_root, cfg.model)
     views = cfg.train.augment.views
     with timer("embed"):
-        e_train = cache.embeddings(train, views, cfg.train.augment, cfg.train.seed, desc="embedding train")
-        e_val = cache.embeddings(val, desc="embedding val")[:, 0]
-        e_test = cache.embeddings(test, desc="embedding test")[:, 0] if test else None
+        e_train = cache.embeddings(train, views, cfg.train.augment, cfg.train.seed, "embedding train", progress)
+        e_val = cache.embeddings(val, desc="embedding val", progress=progress)[:, 0]
+        e_test = cache.embeddings(test, desc="embedding test", progress=progress)[:, 0] if test else None
     log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
 
     y_train, y_val = _labels_of(train), _labels_of(val)
