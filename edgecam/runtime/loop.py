@@ -79,12 +79,18 @@ def run(cfg: RunConfig, stop: threading.Event | None = None,
     source = source or open_source(cfg.source, cfg.size())
     log(f"{cfg.model}: {len(classifier.labels)} labels, input {classifier.input_size[1]}x{classifier.input_size[0]} "
         f"{classifier.input_dtype.name}; source: {source.name}")
-    grabber = FrameGrabber(source, reconnect=cfg.reconnect).start()
     outputs: list[Output] = []
+    try:  # outputs first: a missing display or bad record path fails before any frame is read
+        outputs = build_outputs(cfg, source.fps) + (extra_outputs(classifier) if extra_outputs else [])
+    except BaseException:
+        for output in outputs:
+            output.close()
+        source.close()
+        raise
+    grabber = FrameGrabber(source, reconnect=cfg.reconnect).start()
     on_change = ChangeCommand(cfg.on_change) if cfg.on_change else None
     stats = RunStats()
     try:
-        outputs = build_outputs(cfg, source.fps) + (extra_outputs(classifier) if extra_outputs else [])
         for frame, result in stream(classifier, grabber, cfg, stop):
             stats.add(result.latency_ms)
             pixels = any(o.wants_pixels for o in outputs)  # per frame: a web view wants them only while watched

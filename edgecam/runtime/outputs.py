@@ -53,6 +53,9 @@ class Window(Output):
     def __init__(self, title: str = "edgecam"):
         self.title = title
         self._quit = False
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # Checked first: some OpenCV builds abort the process instead of raising.
+            raise EdgecamError("no display to open a window on (DISPLAY is not set); use --headless or --serve PORT")
         try:
             # GUI_NORMAL: no toolbar, so the frame is shown 1:1 (and the window stays resizable).
             cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
