@@ -107,8 +107,17 @@ class EmbeddingCache:
         desc: str = "embedding",
         progress: bool = True,
     ) -> np.ndarray:
-        """Array (len(samples), 1 + views, D): the plain image, then ``views`` augmented ones."""
+        """Array (len(samples), 1 + views, D): the plain image, then ``views`` augmented ones.
+
+        Per-image files are the cache; the whole array is also kept as one "pack" keyed by the
+        exact list of images, so a re-run of the same split loads one file, not thousands.
+        """
         kinds = ["plain"] + ([f"aug-{augment.settings_key(augment_cfg, seed)}"] if views else [])
+        pack = self._pack_file(samples, kinds, views)
+        packed = self._load(pack, len(samples), ndim=3)
+        if packed is not None:
+            self.hits += len(samples)
+            return packed
         results: dict[int, list[np.ndarray]] = {}
         todo = []
         for i, s in enumerate(samples):
@@ -122,7 +131,15 @@ class EmbeddingCache:
             self.misses += len(todo)
             self._compute([samples[i] for i in todo], todo, kinds, views, augment_cfg, seed, results,
                           desc if progress else None)
-        return np.stack([np.concatenate(results[i], axis=0) for i in range(len(samples))])
+        array = np.stack([np.concatenate(results[i], axis=0) for i in range(len(samples))]) if samples else \
+            np.zeros((0, 1 + views, 0), np.float32)
+        if samples:
+            self._save(pack, array)
+        return array
+
+    def _pack_file(self, samples: Sequence[Sample], kinds: list[str], views: int) -> Path:
+        key = hashlib.sha256(json.dumps([kinds, views, [s.digest for s in samples]]).encode()).hexdigest()
+        return self.dir / "packs" / f"{key[:32]}.npy"
 
     def _compute(self, samples, indices, kinds, views, augment_cfg, seed, results, desc):
         size = self.cfg.input_size
@@ -152,12 +169,12 @@ class EmbeddingCache:
         bar.close()
 
     @staticmethod
-    def _load(path: Path, rows: int) -> np.ndarray | None:
+    def _load(path: Path, rows: int, ndim: int = 2) -> np.ndarray | None:
         try:
             array = np.load(path)
         except (OSError, ValueError, EOFError):
             return None
-        return array if array.ndim == 2 and array.shape[0] == rows else None
+        return array if array.ndim == ndim and array.shape[0] == rows else None
 
     @staticmethod
     def _save(path: Path, array: np.ndarray) -> None:
