@@ -66,7 +66,8 @@ def trained_model(tmp_path_factory) -> types.SimpleNamespace:
             shutil.copy(photo, data / label / photo.name)
     cfg = load_finetune_config(None, [
         f"data.path={data}", f"model.weights={WEIGHTS}", f"output={root / 'runs'}", f"cache={root / 'cache'}",
-        "name=run", "model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=20", "train.learning_rate=0.003", "train.augment.views=0",
+        "name=run", "model.backbone=mobilenet_v1", "model.alpha=0.25", "train.augment.views=0",
+        "train.epochs=20", "train.learning_rate=0.003",
     ])
     result = finetune(cfg, progress=False)
     model = types.SimpleNamespace(path=result.model_path, run_dir=result.run_dir, labels=LABELS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -61,7 +60,8 @@ def lossless(tmp_path_factory, model, photos):
     # Pillow decodes the photos here exactly as `edgecam evaluate` does; FFV1 keeps every pixel.
     frames = [load_rgb(p) for p in photos]
     video = rf.write_video(root / "photos.avi", [f for f in frames for _ in range(HOLD)], "FFV1")
-    evaluated = rf.edgecam("evaluate", model.path, rf.photo_folder(root / "photos", photos), "--out", root / "eval", "-q")
+    folder = rf.photo_folder(root / "photos", photos)
+    evaluated = rf.edgecam("evaluate", model.path, folder, "--out", root / "eval", "-q")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     run = rf.edgecam("run", model.path, "--source", video, "--headless", "--hold", "0")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -243,12 +243,11 @@ class Collect(Output):
 def test_live_source_that_drops_out_is_reopened_and_the_loop_keeps_going(model, photos, monkeypatch, capsys):
     monkeypatch.setattr(capture, "BACKOFF", (0.01, 0.02, 0.05))
     classifier = Classifier(model.path)
-    labelled = [(p, classifier.top_k(classifier.classify(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)), 1)[0].label)
-                for p in photos]
-    first, label_1 = labelled[0]
-    second, label_2 = next((p, label) for p, label in labelled if label != label_1)
-    rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in (first, second)]
-    camera = FlakyCamera(*rgb)
+    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in photos]
+    labels = [classifier.top_k(classifier.classify(rgb), 1)[0].label for rgb in frames]
+    label_1 = labels[0]
+    label_2, second = next((label, rgb) for label, rgb in zip(labels, frames) if label != label_1)
+    camera = FlakyCamera(frames[0], second)
     camera.open()
     collect, stop = Collect(camera), threading.Event()
 
@@ -334,7 +333,8 @@ def assert_one_line_error(result, expected: str | re.Pattern, exit_code: int = 1
 
 def test_bad_model_files_and_options_are_one_line_errors(tmp_path, cli_runner):
     missing = tmp_path / "missing.tflite"
-    assert_one_line_error(cli_runner.invoke(cli, ["run", str(missing), "--headless"]), f"{missing}: model file not found")
+    assert_one_line_error(cli_runner.invoke(cli, ["run", str(missing), "--headless"]),
+                          f"{missing}: model file not found")
     noise = tmp_path / "noise.tflite"
     noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     assert_one_line_error(cli_runner.invoke(cli, ["run", str(noise), "--headless"]),
