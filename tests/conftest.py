@@ -19,6 +19,26 @@ WEIGHTS = SHARED / "weights"
 FLOWERS = SHARED / "datasets" / "flowers"
 FLOWERS_MINI = SHARED / "datasets" / "flowers-mini"
 
+# `python -c BLOCK_TENSORFLOW <edgecam args>` runs the edgecam CLI in a Python where importing
+# TensorFlow (or Keras) fails, as on a Pi, and reports on stderr, as the very last line,
+# whether TensorFlow got imported anyway (NO_HEAVY_MODULES when it did not).
+BLOCK_TENSORFLOW = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+            raise ImportError(f"{name} is blocked for this test")
+sys.meta_path.insert(0, _Block())
+from edgecam.cli import main
+sys.argv = ["edgecam"] + sys.argv[1:]
+try:
+    main()
+finally:
+    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules)
+    print(f"heavy modules at exit: {heavy}", file=sys.stderr, flush=True)
+"""
+NO_HEAVY_MODULES = "heavy modules at exit: []"
+
 
 @pytest.fixture
 def bad_data_tree(tmp_path: Path) -> types.SimpleNamespace:

@@ -20,30 +20,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FLOWERS, WEIGHTS
+from conftest import BLOCK_TENSORFLOW, FLOWERS, NO_HEAVY_MODULES, WEIGHTS  # noqa: F401 (re-exported)
 
 LABELS = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 PHOTO_SIZE = (320, 240)  # (width, height) of most flowers photos: videos are written at this size
 TRAIN_PER_LABEL = 40
 
-# Runs the edgecam CLI in a Python where importing TensorFlow (or Keras) fails, and reports
-# on stderr, as the very last line, whether TensorFlow got imported anyway.
-BLOCK_TENSORFLOW = """
-import sys
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
-            raise ImportError(f"{name} is blocked for this test")
-sys.meta_path.insert(0, _Block())
-from edgecam.cli import main
-sys.argv = ["edgecam"] + sys.argv[1:]
-try:
-    main()
-finally:
-    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules)
-    print(f"heavy modules at exit: {heavy}", file=sys.stderr, flush=True)
-"""
-NO_HEAVY_MODULES = "heavy modules at exit: []"
 
 _memo: dict[str, types.SimpleNamespace] = {}
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import FLOWERS_MINI
+from conftest import BLOCK_TENSORFLOW, FLOWERS_MINI
 from edgecam.cli import cli
 from edgecam.errors import ConfigError
 from edgecam.runtime.settings import RunConfig
@@ -555,17 +555,6 @@ def test_cli_errors_are_one_line():
     assert result.exit_code == 1 and "address not available" in result.stderr
 
 
-BLOCK_TENSORFLOW = """
-import sys
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
-            raise ImportError(f"{name} is blocked for this test")
-sys.meta_path.insert(0, _Block())
-from edgecam.cli import main
-sys.argv = ["edgecam"] + sys.argv[1:]
-main()
-"""
 
 
 def test_cli_serves_without_tensorflow_and_without_a_window(tiny_model):
