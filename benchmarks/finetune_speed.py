@@ -35,6 +35,7 @@ Options: --quick (tiny subset, 2 tutorial epochs; NOT the real comparison), --sk
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -141,6 +142,12 @@ def stage_embedding(args) -> dict:
             "max_abs_diff": float(np.abs(lite - ref).max())}
 
 
+def source_fingerprint() -> str:
+    """Hash of the edgecam sources: shows when someone's edit lands between two stages."""
+    root = Path(__file__).resolve().parents[1] / "edgecam"
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(root.rglob("*.py")))).hexdigest()[:12]
+
+
 STAGES = {"edgecam": stage_edgecam, "tutorial": stage_tutorial, "embedding": stage_embedding}
 
 
@@ -179,10 +186,6 @@ def read_all_files(root: Path) -> None:
             path.read_bytes()
 
 
-def stage_line(result: dict) -> str:
-    return " · ".join(f"{k} {v:.1f}" for k, v in result["timings"].items())
-
-
 def print_table(cold: dict, warm: dict, tutorial: dict | None, embed: dict, quick: bool) -> None:
     lines = ["", f"{'':22}{'wall s':>9}{'cpu s':>9}{'test acc':>10}{'load before/after':>19}"]
     rows = [("edgecam cold", cold), ("edgecam warm", warm)]
@@ -202,8 +205,12 @@ def print_table(cold: dict, warm: dict, tutorial: dict | None, embed: dict, quic
                  f"max |litert - keras| {embed['max_abs_diff']:.2g})")
     lines.append(f"child processes incl. imports, wall s: cold {cold['process_wall']:.1f}, warm {warm['process_wall']:.1f}"
                  + (f", tutorial {tutorial['process_wall']:.1f}" if tutorial else ""))
-    lines.append(f"cold stages s: {stage_line(cold)}   (cache: {cold['cache']})")
-    lines.append(f"warm stages s: {stage_line(warm)}   (cache: {warm['cache']})")
+    for name, r in (("cold", cold), ("warm", warm)):
+        stages = " · ".join(f"{k} {v:.1f}" for k, v in r["timings"].items())
+        lines.append(f"{name} stages s: {stages}   (cache: {r['cache']})")
+    sources = {r["source"] for r in (cold, warm, embed)}
+    lines.append(f"edgecam source {cold['source']}" if len(sources) == 1 else
+                 f"WARNING: edgecam source changed between stages ({', '.join(sorted(sources))}): figures mix versions")
     if quick:
         lines += [QUICK_BANNER]
     print("\n".join(lines), flush=True)
@@ -229,7 +236,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.stage:  # child process
         args.work = Path(args.work)
-        Path(args.result).write_text(json.dumps(STAGES[args.stage](args)))
+        source = source_fingerprint()
+        Path(args.result).write_text(json.dumps({**STAGES[args.stage](args), "source": source}))
         return
     work = Path(tempfile.mkdtemp(prefix="edgecam-bench-"))
     try:
