@@ -326,6 +326,9 @@ def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
         while located[0] < 0.9 and time.monotonic() < deadline and proc.poll() is None:
             box = window_box(env, window)
             located = locate_in_window(screenshot(xvfb, shot_path), box, frames)
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (exit code {proc.returncode}) before its frame was seen on screen: "
+                        f"{proc.communicate()[1][-2000:]}")
         assert located[0] >= 0.9, f"no frame on screen (best match {located}, window at {box})"
         time.sleep(1.0)
         box = window_box(env, window)
