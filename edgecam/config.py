@@ -86,7 +86,7 @@ class ModelConfig:
 class AugmentConfig:
     # Extra augmented views per training image (0 turns augmentation off). Each view's
     # embedding is cached, so more views cost time once, not per epoch.
-    views: int = 2
+    views: int = 1
     flip: bool = True
     # Max rotation in degrees, max zoom (fraction), max brightness/contrast change (fraction).
     rotation: float = 10.0
