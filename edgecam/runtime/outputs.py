@@ -64,7 +64,6 @@ class Window(Output):
                 f"cannot open a window ({str(exc).strip().splitlines()[-1]}); use --headless on machines without a display"
             ) from None
         self._shown = False
-        self._seen_visible = False
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
         cv2.imshow(self.title, annotated)
@@ -72,11 +71,8 @@ class Window(Output):
             cv2.resizeWindow(self.title, annotated.shape[1], annotated.shape[0])
             self._shown = True
         key = cv2.waitKey(1) & 0xFF
-        visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
-        # Closed means it was on screen and is gone: a window manager may map it a moment late.
-        closed = self._seen_visible and not visible
-        self._seen_visible = self._seen_visible or visible
-        self._quit = key in (ord("q"), 27) or closed
+        visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
+        self._quit = key in (ord("q"), 27) or visible < 1
 
     @property
     def quit_requested(self) -> bool:
