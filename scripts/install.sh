@@ -10,8 +10,8 @@ python=${PYTHON:-python3}
 "$venv/bin/python" -m pip install --quiet -e ".[train,test]"
 "$venv/bin/python" -m pip install --quiet --no-deps "mediapipe==1.2.3" "sounddevice>=0.5,<0.6"
 # Tests that drive a real window (Xvfb with the openbox window manager, xdotool, screenshots,
-# OCR) or a real browser (Chromium) need these Debian tools; without them those tests skip and say why. Installed
-# when we may (root with apt).
+# OCR) or a real browser (Chromium) need these Debian tools; without them those tests skip and
+# say why. Installed when we may (root with apt).
 apt_tools=(xvfb openbox xdotool imagemagick tesseract-ocr chromium)
 missing=()
 for tool in Xvfb openbox xdotool import tesseract chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done

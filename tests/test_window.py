@@ -5,13 +5,13 @@ the result: everything inside the frame, the text height growing with the frame,
 long as the scores.
 
 The slow test trains a small real model (MobileNet v1 0.25 on flowers-mini), makes an image
-folder source from three real photos, starts its own Xvfb with a window manager, runs ``edgecam run MODEL --source
-FOLDER`` (not headless) in it, takes a screenshot of the screen while the window is up, presses
-q in the window and checks the run ended with exit code 0 long before the frames ran out. The
-screenshot must show a source frame with the overlay at its top-left corner: the panel
-darkened, the green bars where the overlay puts them, and, read by tesseract, the model's
-labels (the top one first) and the FPS figure. The screenshot is kept in the test's tmp folder
-and copied to /tmp/edgecam-window.png.
+folder source from three real photos, starts its own Xvfb with a window manager, runs
+``edgecam run MODEL --source FOLDER`` (not headless) in it, takes a screenshot of the screen
+while the window is up, presses q in the window and checks the run ended with exit code 0 long
+before the frames ran out. The screenshot must show a source frame with the overlay at its
+top-left corner: the panel darkened, the green bars where the overlay puts them, and, read by
+tesseract, the model's labels (the top one first) and the FPS figure. The screenshot is kept
+in the test's tmp folder and copied to /tmp/edgecam-window.png.
 
 Debian packages the slow test needs: xvfb, openbox, xdotool, imagemagick (``import``),
 tesseract-ocr; and an OpenCV with a GUI (opencv-python, not opencv-python-headless).
