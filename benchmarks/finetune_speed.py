@@ -27,7 +27,7 @@ test); tutorial = dataset creation + model building + fit + evaluate. The total 
 wall times (with imports) and the 1-minute load average around each stage are printed too.
 Test accuracy: edgecam's exported model.tflite run with LiteRT; the tutorial's Keras model.
 
-Run (30-60 min on 2 cores):  .venv/bin/python benchmarks/finetune_speed.py > /tmp/bench.log 2>&1
+Run (30-60 min on 2 cores):  .venv/bin/python benchmarks/finetune_speed.py > bench.log 2>&1
 Options: --quick (tiny subset, 2 tutorial epochs; NOT the real comparison), --skip-tutorial,
 --data FLOWERS_ROOT (with train/ and test/), --weights FOLDER_WITH_KERAS_H5, --keep.
 """
@@ -47,6 +47,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The shared data beside the repository (../shared), or $EDGECAM_SHARED.
+SHARED = Path(os.environ.get("EDGECAM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 V2_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 QUICK_BANNER = "QUICK MODE: small subset and 2 tutorial epochs - these figures are NOT the real comparison"
 
@@ -66,7 +68,7 @@ class Clock:
 def stage_edgecam(args) -> dict:
     import keras  # noqa: F401 - import cost is outside the timing, as for the tutorial
 
-    from edgecam.config import load_finetune_config
+    from edgecam.config.finetune import load_finetune_config
     from edgecam.training.finetune import finetune
 
     overrides = [f"data.path={args.data}", f"model.weights={args.weights}", f"cache={args.work / 'cache'}",
@@ -114,9 +116,9 @@ def stage_tutorial(args) -> dict:
 def stage_embedding(args) -> dict:
     import numpy as np
 
-    from edgecam.config import ModelConfig
+    from edgecam.config.finetune import ModelConfig
     from edgecam.data.images import load_rgb
-    from edgecam.runtime.preprocess import fit_to_input
+    from edgecam.modelfile.preprocess import fit_to_input
     from edgecam.training.backbone import build_backbone
     from edgecam.training.embeddings import EmbeddingCache
 
@@ -218,8 +220,8 @@ def print_table(cold: dict, warm: dict, tutorial: dict | None, embed: dict, quic
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/datasets/flowers"))
-    parser.add_argument("--weights", type=Path, default=Path("/work/shared/weights"))
+    parser.add_argument("--data", type=Path, default=SHARED / "datasets" / "flowers")
+    parser.add_argument("--weights", type=Path, default=SHARED / "weights")
     parser.add_argument("--quick", action="store_true", help="tiny subset, 2 tutorial epochs (not the real comparison)")
     parser.add_argument("--skip-tutorial", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (run folders, cache)")

@@ -32,9 +32,9 @@ Run:   .venv/bin/python benchmarks/run_speed.py [--model MODEL.tflite] [--rounds
 On a busy machine, wall-clock figures swing by 2x from round to round; as root, ``--nice -20``
 runs the measured children ahead of other work, so absolute figures come closer to an idle
 machine's (it does not make the machine idle: compare the CPU figures too).
-Without --model it uses /tmp/bench-runs/flowers/last/model.tflite, training it first (a few
-minutes) with ``edgecam finetune data.path=FLOWERS model.weights=WEIGHTS name=flowers
-output=/tmp/bench-runs -q`` if it is not there. Progress goes to stderr, the table to stdout.
+Without --model it uses runs/bench/flowers/last/model.tflite (in the repository's git-ignored
+runs/ folder, or under --output), training it first (a few minutes) with ``edgecam finetune
+data.path=FLOWERS model.weights=WEIGHTS name=flowers output=runs/bench -q`` if it is not there. Progress goes to stderr, the table to stdout.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGECAM_SHARED", ROOT.parent / "shared"))
 FLOWERS = SHARED / "datasets" / "flowers"
 WEIGHTS = SHARED / "weights"
-DEFAULT_OUTPUT = Path("/tmp/bench-runs")
+DEFAULT_OUTPUT = ROOT / "runs" / "bench"
 VIDEO_SIZE = (320, 240)
 
 GOAL_RATIO, GOAL_STARTUP_S, GOAL_RSS_MB = 0.9, 1.0, 150.0
@@ -218,7 +218,7 @@ def make_video(path: Path, frames: int) -> int:
     import cv2
     import numpy as np
 
-    from edgecam.runtime.preprocess import fit_to_input
+    from edgecam.modelfile.preprocess import fit_to_input
 
     photos = sorted((FLOWERS / "test").rglob("*.jpg"))[:frames] or sorted(FLOWERS.rglob("*.jpg"))[:frames]
     if not photos:

@@ -67,7 +67,7 @@ def finetune(args, quiet):
     CONFIG.yaml is optional; any key can be set or overridden as KEY=VALUE, e.g.
     `edgecam finetune configs/flowers.yaml train.epochs=20 export.quantization=int8`.
     """
-    from edgecam.config import load_finetune_config
+    from edgecam.config.finetune import load_finetune_config
 
     config_path, overrides = _split_config_and_overrides(args)
     for bad in (a for a in overrides if "=" not in a):
@@ -92,18 +92,21 @@ def finetune(args, quiet):
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--labels", type=click.Path(path_type=Path), help="Labels file for models without metadata.")
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: runs/evaluate/<n>].")
+@click.option("--out", type=click.Path(path_type=Path), help="New output folder [default: runs/evaluate/<n>].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def evaluate(model, data_dir, labels, out, quiet):
     """Accuracy of MODEL.tflite on DATA_DIR (one folder per label), without TensorFlow."""
+    from edgecam.config.finetune import EVALUATE_RUNS
     from edgecam.errors import DataError
-    from edgecam.evaluate import evaluate_folder
-    from edgecam.fsutil import next_run_dir
+    from edgecam.files import new_output_dir, next_run_dir
 
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data folder not found")
+    _need_opencv()
     _quiet_native_logs()
-    out = out or next_run_dir(Path("runs"), "evaluate")
+    from edgecam.evaluation.evaluate import evaluate_folder
+
+    out = new_output_dir(out) if out else next_run_dir(Path("runs"), EVALUATE_RUNS)
     result = evaluate_folder(model, data_dir, out, labels_file=labels, progress=not quiet)
     m = result["metrics"]
     click.echo(f"accuracy: {m['accuracy']:.4f} on {m['images']} images ({len(result['misclassified'])} wrong, "
@@ -113,6 +116,39 @@ def evaluate(model, data_dir, labels, out, quiet):
         click.echo(f"  {label:<{width}}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
                    f"f1 {row['f1']:.3f}  n={row['support']}")
     click.echo(f"results: {out}")
+
+
+# Options whose YAML key is not their name with underscores (the web page has its own section).
+OPTION_KEYS = {"serve": "serve.address", "token": "serve.token"}
+
+
+def _load_camera_config(cls, config_path: Path | None, options: dict):
+    """A camera command's config: the --config file, with the options given on top."""
+    from edgecam.config.loader import load_values
+
+    values: dict = {}
+    names = {}
+    for name, value in options.items():
+        key = OPTION_KEYS.get(name, name)
+        names[key] = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        *sections, leaf = key.split(".")
+        node = values
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    return load_values(cls, config_path, values, names)
+
+
+def _need_opencv() -> None:
+    """The camera commands need OpenCV, which the base install leaves to apt (Pi) or an extra."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError as exc:
+        raise EdgecamError(
+            f"OpenCV is not installed ({exc}): on a Raspberry Pi `sudo apt install python3-opencv` (in a venv "
+            "made with --system-site-packages), elsewhere `pip install 'edgecam[opencv]'`") from None
 
 
 @cli.command(context_settings={"show_default": True})
@@ -131,63 +167,63 @@ def evaluate(model, data_dir, labels, out, quiet):
 @click.option("--on-change", "on_change", help="Command to run when the label changes (EDGECAM_LABEL, EDGECAM_SCORE).")
 @click.option("--max-frames", "max_frames", type=int, help="Stop after N frames (0 = no limit).")
 @click.option("--no-reconnect", "reconnect", flag_value=False, default=None, help="Do not reopen a failed live source.")
-# -- web view (edgecam.serving) --
 @click.option("--serve", metavar="[HOST:]PORT", help="Live page with stream, labels and FPS; 127.0.0.1 unless HOST "
               "is given (0.0.0.0 = every interface, with a token). Opens no window unless --window.")
 @click.option("--token", help="Access token for the page [default: generated when HOST is not loopback].")
 @click.option("--window", is_flag=True, default=None, help="With --serve: open the window too.")
-# -- end web view --
 def run(model, config_path, **options):
     """Classify camera frames with MODEL.tflite: labels, confidence and FPS on screen or as JSON lines.
 
     Needs no TensorFlow. Press q or Esc in the window to quit; Ctrl-C or SIGTERM stop cleanly.
     With --serve, a browser shows the same (with --headless, JSON lines go to stdout as well).
     """
-    from edgecam import configfile
-    from edgecam.runtime.loop import run as run_loop
-    from edgecam.runtime.settings import RunConfig
+    from edgecam.config.camera import RunConfig
 
-    values = {k: v for k, v in options.items() if v is not None}
-    if model is not None:
-        values["model"] = str(model)
-    cfg = configfile.load_values(RunConfig, config_path, values)
+    options["model"] = str(model) if model is not None else None
+    cfg = _load_camera_config(RunConfig, config_path, options)
     if not cfg.model:
         raise click.UsageError("no model: pass MODEL.tflite or set model: in --config")
+    _need_opencv()
     _quiet_native_logs()
-    if cfg.serve:  # web view (edgecam.serving)
-        from edgecam.serving.live import serve_run
+    if cfg.serve.address:
+        from edgecam.serving.run_page import serve_run
 
         serve_run(cfg)
-        return
-    run_loop(cfg)
+    else:
+        from edgecam.runtime.loop import run as run_loop
+
+        run_loop(cfg)
 
 
-# -- edgecam collect (edgecam.collect) --
 @cli.command(context_settings={"show_default": True})
-@click.argument("dataset", metavar="DATASET_DIR", type=click.Path(path_type=Path))
+@click.argument("dataset", metavar="DATASET_DIR", type=click.Path(path_type=Path), required=False)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with any of these options.")
 @click.option("--labels", "-l", help="Comma-separated labels, in key order 1..9 [default: the folders in DATASET_DIR].")
 @click.option("--source", "-s", help="Camera index, /dev/videoN, URL, video, image folder/glob, picamera2 [default: Pi camera, then camera 0].")
-@click.option("--resolution", default="640x480", help="Camera capture size, WxH.")
+@click.option("--resolution", help="Camera capture size, WxH. [default: 640x480]")
 @click.option("--serve", metavar="[HOST:]PORT", help="Collect from a browser page (one button per label, bursts) "
               "instead of a window; 127.0.0.1 unless HOST is given (then with a token).")
 @click.option("--token", help="Access token for the page [default: generated when HOST is not loopback].")
-@click.option("--quality", type=click.IntRange(50, 100), default=95, help="JPEG quality of saved photos.")
-@click.option("--burst", type=click.IntRange(1, 1000), default=10, help="Photos per burst (page default).")
-@click.option("--interval", type=click.FloatRange(0, 60), default=0.5, help="Seconds between burst photos (page default).")
-def collect(dataset, labels, **options):
+@click.option("--quality", type=int, help="JPEG quality of saved photos, 50..100. [default: 95]")
+@click.option("--burst", type=int, help="Photos per burst (page default), 1..1000. [default: 10]")
+@click.option("--interval", type=float, help="Seconds between burst photos (page default), 0..60. [default: 0.5]")
+def collect(dataset, config_path, labels, **options):
     """Take labelled photos into DATASET_DIR/<label>/ for `edgecam finetune data.path=DATASET_DIR`.
 
     Window: keys 1..9 save the current frame for label 1..9; q or Esc quits. With --serve, a
     browser page has one button per label and a burst mode. Needs no model.
     """
-    from edgecam.collect import CollectConfig, collect as run_collect, existing_labels
+    from edgecam.config.camera import CollectConfig
 
-    names = [name.strip() for name in labels.split(",")] if labels else existing_labels(dataset)
-    if not names:
-        raise click.UsageError("--labels: name the labels, e.g. --labels mug,keys,nothing")
-    cfg = CollectConfig(dataset=dataset, labels=tuple(names), **{k: v for k, v in options.items() if v is not None})
-    run_collect(cfg.checked())
-# -- end edgecam collect --
+    options["dataset"] = str(dataset) if dataset is not None else None
+    options["labels"] = [name.strip() for name in labels.split(",")] if labels else None
+    cfg = _load_camera_config(CollectConfig, config_path, options)
+    if not cfg.dataset:
+        raise click.UsageError("no dataset folder: pass DATASET_DIR or set dataset: in --config")
+    _need_opencv()
+    from edgecam.collect.session import collect as run_collect
+
+    run_collect(cfg)
 
 
 @cli.command()
@@ -196,13 +232,14 @@ def collect(dataset, labels, **options):
 @click.option("--threads", "thread_counts", help="Comma-separated thread counts [default: 1..all cores].")
 def benchmark(model, runs, thread_counts):
     """Interpreter latency over thread counts, model size and peak memory of MODEL.tflite."""
-    from edgecam.runtime.benchmark import benchmark_model, format_table
-
     try:
         counts = [int(t) for t in thread_counts.split(",")] if thread_counts else None
     except ValueError:
         raise click.UsageError(f"--threads: expected numbers like 1,2,4, got {thread_counts!r}") from None
+    _need_opencv()
     _quiet_native_logs()
+    from edgecam.runtime.benchmark import benchmark_model, format_table
+
     click.echo(format_table(benchmark_model(model, runs=runs, thread_counts=counts)))
 
 

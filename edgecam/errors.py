@@ -25,5 +25,13 @@ class ModelError(EdgecamError):
     """A model file is missing, corrupt, or not an image classifier."""
 
 
+class ActionError(EdgecamError):
+    """A page action that cannot be done now; ``status`` is the HTTP status the page gets."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
 class ExportError(EdgecamError):
     """Export failed its quality gate (e.g. int8 lost too much accuracy)."""

@@ -16,7 +16,7 @@
 # debootstrap with apt when missing):
 #   bash scripts/pi_emulation.sh [--root DIR] [--keep] [--fresh] [--model MODEL.tflite]
 #                                [--data DIR] [--video VIDEO]
-#   --root DIR    the emulated root [default: /var/tmp/edgecam-pi-root]
+#   --root DIR    the emulated root [default: ~/.cache/edgecam/pi-root, or under $XDG_CACHE_HOME]
 #   --keep        keep the root afterwards; the next run reuses it (skips debootstrap and apt)
 #   --fresh       rebuild the root even if a finished one exists
 #   --model FILE  a .tflite to check [default: fine-tune one here on flowers-mini, ~1 min]
@@ -29,7 +29,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 here="$repo/scripts/pi"
-root=/var/tmp/edgecam-pi-root
+root="${XDG_CACHE_HOME:-$HOME/.cache}/edgecam/pi-root"
 keep=0
 fresh=0
 model=""
@@ -152,7 +152,7 @@ mkdir -p "$(dirname "$root")"
 exec 9>"$root.lock"
 flock -n 9 || fail "another pi_emulation.sh run is using $root ($root.lock)"
 root_checked=1
-work=$(mktemp -d /var/tmp/edgecam-pi-work.XXXXXX)
+work=$(mktemp -d -t edgecam-pi-work.XXXXXX)
 
 mount_root() {
     mkdir -p "$root/proc" "$root/sys" "$root/dev"

@@ -1,4 +1,5 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures: the shared data beside the repository, the committed tiny models,
+a TensorFlow-free subprocess, awkward data trees and a headless browser."""
 
 from __future__ import annotations
 
@@ -7,37 +8,51 @@ import shutil
 import types
 from pathlib import Path
 
-import os
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import DATA, FLOWERS_MINI, SHARED, Chromium  # noqa: F401 (re-exported to the tests)
+
 # The read-only data and weights that sit beside the repository (../shared), as in CI.
-SHARED = Path(os.environ.get("EDGECAM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 WEIGHTS = SHARED / "weights"
 FLOWERS = SHARED / "datasets" / "flowers"
-FLOWERS_MINI = SHARED / "datasets" / "flowers-mini"
+# Tiny models committed in tests/data (rebuilt by tests/data/make_fixtures.py): uint8 RGB in,
+# edgecam metadata inside. colors: the dominant channel of the frame (red, green, blue).
+COLORS_MODEL = DATA / "colors.tflite"
+COLORS_INT8_MODEL = DATA / "colors_int8.tflite"
+FLOWERS3_MODEL = DATA / "flowers3.tflite"
 
 # `python -c BLOCK_TENSORFLOW <edgecam args>` runs the edgecam CLI in a Python where importing
-# TensorFlow (or Keras) fails, as on a Pi, and reports on stderr, as the very last line,
-# whether TensorFlow got imported anyway (NO_HEAVY_MODULES when it did not).
-BLOCK_TENSORFLOW = """
-import sys
+# TensorFlow, Keras or matplotlib fails, as on a Pi, and reports on stderr, as the very last
+# line, whether any got imported anyway (NO_HEAVY_MODULES when none did). EDGECAM_BLOCK adds
+# more modules to refuse (comma-separated, e.g. "cv2" for a machine without OpenCV).
+HEAVY = ("tensorflow", "keras", "tf_keras", "matplotlib")
+BLOCK_TENSORFLOW = f"""
+import os, sys
+BLOCKED = {HEAVY!r} + tuple(filter(None, os.environ.get("EDGECAM_BLOCK", "").split(",")))
 class _Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
-            raise ImportError(f"{name} is blocked for this test")
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"No module named {{name!r}} (blocked for this test)")
 sys.meta_path.insert(0, _Block())
 from edgecam.cli import main
 sys.argv = ["edgecam"] + sys.argv[1:]
 try:
     main()
 finally:
-    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules)
-    print(f"heavy modules at exit: {heavy}", file=sys.stderr, flush=True)
+    heavy = sorted(m for m in BLOCKED if m in sys.modules)
+    print(f"heavy modules at exit: {{heavy}}", file=sys.stderr, flush=True)
 """
 NO_HEAVY_MODULES = "heavy modules at exit: []"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium (skips with a reason when it is not installed)."""
+    chromium = Chromium(tmp_path / "chromium-profile")
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def trained_model(tmp_path_factory) -> types.SimpleNamespace:
     if not (FLOWERS / "train").is_dir() or not any(WEIGHTS.glob("mobilenet_2_5_224*.h5")):
         pytest.skip(f"{FLOWERS} or the MobileNet v1 0.25 weights in {WEIGHTS} are not available")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgecam.config import load_finetune_config
+    from edgecam.config.finetune import load_finetune_config
     from edgecam.training.finetune import finetune
 
     root = tmp_path_factory.mktemp("run-model")

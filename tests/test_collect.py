@@ -1,18 +1,17 @@
 """``edgecam collect``: labelled photos from a camera, by key, HTTP and the browser page, into
 folders that ``edgecam finetune`` takes as they are.
 
-The camera is a fake live source showing real photos (flowers-mini); see test_serve.py.
+The camera is a fake live source showing real photos (flowers-mini), helpers.FakeCamera; only
+the finetune test (marked slow) uses TensorFlow.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-import os
-import queue
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,13 +20,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import FLOWERS_MINI, WEIGHTS
+from conftest import BLOCK_TENSORFLOW, FLOWERS_MINI, NO_HEAVY_MODULES, WEIGHTS
+from helpers import LABELS, FakeCamera, in_thread, isolated_env, request, status_of, wait_until
 from edgecam.cli import cli
-from edgecam.collect import CollectConfig, CollectError, Collector, collect, draw_counts, existing_labels
+from edgecam.collect.photos import CollectError, Collector, existing_labels
+from edgecam.collect.session import collect, draw_counts
+from edgecam.config.camera import CollectConfig, ServeConfig
 from edgecam.runtime.capture import Frame
-from test_serve import FakeCamera, browser, request, status_of, wait_until  # noqa: F401  (browser: fixture)
 
-LABELS = ("daisy", "roses", "tulips")
 JSON = {"Content-Type": "application/json"}
 
 
@@ -43,32 +43,16 @@ def decode(path: Path) -> np.ndarray:
 
 @contextlib.contextmanager
 def running_collect(dataset: Path, camera: FakeCamera, labels=LABELS, **options):
-    """``collect --serve`` in a thread on a free loopback port; yields (server, summary dict)."""
-    cfg = CollectConfig(dataset=dataset, labels=tuple(labels), serve=options.pop("serve", "127.0.0.1:0"), **options)
-    ready: queue.Queue = queue.Queue()
-    stop, failures, summary = threading.Event(), [], {}
+    """``collect`` with its page on a free loopback port, in a thread, once the first frame is in.
 
-    def target():
-        try:
-            summary.update(collect(cfg, stop=stop, source=camera, on_ready=ready.put))
-        except BaseException as exc:
-            failures.append(exc)
-            ready.put(None)
-
-    thread = threading.Thread(target=target, name="collect", daemon=True)
-    thread.start()
-    server = ready.get(timeout=30)
-    if server is None:
-        raise failures[0]
-    try:
-        wait_until(lambda: server.page.frame >= 0, 20, "the first camera frame")
-        yield server, summary
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "collect did not stop"
-    if failures:
-        raise failures[0]
+    Yields (server, outcome); ``outcome["result"]`` is collect's summary once the block has ended.
+    """
+    cfg = CollectConfig(dataset=str(dataset), labels=tuple(labels), serve=ServeConfig(address="127.0.0.1:0"),
+                        **options)
+    assert cfg.validate() is None  # built directly, so checked here (the loader would)
+    target = functools.partial(collect, cfg, source=camera)
+    with in_thread(target, "collect", lambda server: server.page.frame >= 0, "the first camera frame") as running:
+        yield running
 
 
 def post(port: int, action: str, body: dict) -> tuple[int, dict]:
@@ -102,14 +86,49 @@ def test_number_keys_save_frames_into_label_folders(tmp_path):
     assert collector.saved == {"daisy": 2, "roses": 0, "tulips": 1}
     assert not [p for p in root.rglob("*") if p.is_file() and p.suffix != ".jpg"]  # no temp files left
 
-    preview = cv2.cvtColor(frames[3].rgb, cv2.COLOR_RGB2BGR)
-    assert draw_counts(preview, LABELS, collector.counts, flash="daisy").shape == (480, 640, 3)
     assert existing_labels(root) == ["daisy", "roses", "tulips"]
+
+
+def green_rows(drawn: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Rows where drawing put draw_counts' green: changed pixels that are clearly green (white text never is)."""
+    b, g, r = (drawn[..., i].astype(int) for i in range(3))
+    green = (g > 150) & (g - np.maximum(b, r) > 80) & (drawn != frame).any(axis=2)
+    return np.flatnonzero(green.any(axis=1))
+
+
+def test_draw_counts_darkens_a_panel_and_flashes_the_saved_label():
+    """The window's key help: a darkened panel at the top left, the label just saved in green."""
+    camera = FakeCamera(fps=1000)
+    frame = cv2.cvtColor(camera.read(), cv2.COLOR_RGB2BGR)
+    counts = {"daisy": 2, "roses": 1, "tulips": 0}
+
+    plain = frame.copy()
+    assert draw_counts(plain, LABELS, counts) is plain  # drawn in place, like the overlay
+    h, w = frame.shape[:2]
+    # Above the first row of text the panel is the frame at 35 % brightness; far from it, untouched.
+    assert np.array_equal(plain[:4, :120], (frame[:4, :120] * 0.35).astype(np.uint8))
+    assert np.array_equal(plain[h // 2:, w // 2:], frame[h // 2:, w // 2:])
+    white = (plain != frame).any(axis=2) & (plain >= 200).all(axis=2)
+    assert white.sum() > 200 and white[: h // 2, : w // 2].sum() == white.sum()  # white text on the panel
+    assert not green_rows(plain, frame).size  # nothing flashes
+
+    flashed = {}
+    for label in LABELS:
+        image = draw_counts(frame.copy(), LABELS, counts, flash=label)
+        flashed[label] = rows = green_rows(image, frame)
+        assert rows.size >= 5, label
+        # Apart from the flashed row, the same drawing as without a flash.
+        band = slice(rows.min() - 3, rows.max() + 4)
+        image[band] = plain[band]
+        assert np.array_equal(image, plain), label
+    # Each label's row is below the previous one's (rows in key order 1, 2, 3), and they never overlap.
+    bands = [flashed[label] for label in LABELS]
+    assert all(upper.max() < lower.min() for upper, lower in zip(bands, bands[1:])), bands
 
 
 def test_a_frame_is_saved_under_one_label_only(tmp_path, monkeypatch):
     """Two quick saves (say daisy, then roses) never store the same frame twice: finetune would drop both."""
-    monkeypatch.setattr("edgecam.collect.FRAME_WAIT", 0.2)
+    monkeypatch.setattr("edgecam.collect.photos.FRAME_WAIT", 0.2)
     camera = FakeCamera(fps=1000)
     collector = Collector(tmp_path / "data", LABELS)
     with pytest.raises(CollectError, match="no new camera frame") as info:
@@ -130,7 +149,7 @@ def test_a_frame_is_saved_under_one_label_only(tmp_path, monkeypatch):
 def test_save_and_burst_over_http(tmp_path):
     root = tmp_path / "data"
     camera = FakeCamera(fps=20)
-    with running_collect(root, camera, burst=4, interval=0.1) as (server, summary):
+    with running_collect(root, camera, burst=4, interval=0.1) as (server, outcome):
         port = server.port
         status = status_of(port)
         assert status["labels"] == list(LABELS) and status["counts"] == {label: 0 for label in LABELS}
@@ -163,6 +182,7 @@ def test_save_and_burst_over_http(tmp_path):
             assert post(port, action, payload)[0] == expected, (action, payload)
         assert request(port, "/api/save", "POST", {"Content-Type": "text/plain"}, b'{"label": "daisy"}')[0] == 415
         daisies = len(photos_in(root / "daisy"))
+    summary = outcome["result"]
     assert summary["counts"] == {"daisy": daisies, "roses": 1, "tulips": 4}
     assert summary["saved"] == summary["counts"]
 
@@ -212,8 +232,8 @@ def test_collected_folder_trains_with_finetune(tmp_path):
     args = [sys.executable, "-m", "edgecam", "finetune", "-q", f"data.path={root}", f"model.weights={WEIGHTS}",
             f"output={tmp_path / 'runs'}", f"cache={tmp_path / 'cache'}", "name=collected",
             "model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=5", "train.augment.views=0"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env=isolated_env(tmp_path, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "collected" / "1"
     assert (run_dir / "labels.txt").read_text() == "daisy\nroses\ntulips\n"
@@ -225,42 +245,67 @@ def test_collected_folder_trains_with_finetune(tmp_path):
 
 
 # -- the command line ----------------------------------------------------------------------------
-def test_collect_cli_errors(tmp_path):
+def test_collect_cli_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     data = str(tmp_path / "data")
     result = runner.invoke(cli, ["collect", data])
-    assert result.exit_code == 2 and "Error: --labels: name the labels, e.g. --labels mug,keys,nothing" in result.stderr
+    assert (result.exit_code, result.stderr) == (2, "Error: labels: name the labels, e.g. --labels mug,keys,nothing "
+                                                    f"({data} has no label folders yet)\n")
     for labels, message in (
-        ("a,a", "Error: --labels: a label is listed twice (a, a)\n"),
-        ("a,../b", "Error: --labels: '../b' cannot be a folder name (use letters, digits, - or _)\n"),
-        ("a,.hidden", "Error: --labels: '.hidden' cannot be a folder name (use letters, digits, - or _)\n"),
-        ("a,b,c,d,e,f,g,h,i,j", "Error: --labels: the window has keys 1-9, so at most 9 labels (got 10); "
-                                "the --serve page takes any number\n"),
+        ("a,a", "--labels: a label is listed twice (a, a)"),
+        ("a,../b", "--labels: '../b' cannot be a folder name (use letters, digits, - or _)"),
+        ("a,.hidden", "--labels: '.hidden' cannot be a folder name (use letters, digits, - or _)"),
+        ("a,b,c,d,e,f,g,h,i,j", "--labels: the window has keys 1-9, so at most 9 labels (got 10); "
+                                "the page (serve) takes any number"),
     ):
         result = runner.invoke(cli, ["collect", data, "--labels", labels])
-        assert (result.exit_code, result.stderr) == (2, message), labels
+        assert (result.exit_code, result.stderr) == (2, f"Error: command line: {message}\n"), labels
     result = runner.invoke(cli, ["collect", data, "--labels", "a,b", "--serve", "0.0.0.0:0", "--token", "abc"])
-    assert result.exit_code == 2 and result.stderr.startswith("Error: --token: use at least 8")
+    assert (result.exit_code, result.stderr) == (2, "Error: command line: --token: use at least 8 printable "
+                                                    "characters without surrounding spaces (or leave it out and one "
+                                                    "is generated)\n")
     result = runner.invoke(cli, ["collect", data, "--labels", "a,b", "--resolution", "big"])
-    assert result.exit_code == 2 and result.stderr == "Error: --resolution: expected WIDTHxHEIGHT (e.g. 640x480), got 'big'\n"
+    assert (result.exit_code, result.stderr) == (
+        2, "Error: command line: --resolution: expected WIDTHxHEIGHT (e.g. 640x480), got 'big'\n")
+    result = runner.invoke(cli, ["collect", data, "--labels", "a,b", "--serve", "localhost:"])
+    assert (result.exit_code, result.stderr) == (
+        2, "Error: command line: --serve: expected [HOST:]PORT (e.g. 8080, or 0.0.0.0:8080 for every interface), "
+           "got 'localhost:'\n")
+    config = tmp_path / "collect.yaml"
+    config.write_text(f"dataset: {data}\nlabels: [a, b]\nserve:\n  address: '8080:host'\n")
+    result = runner.invoke(cli, ["collect", "--config", str(config)])
+    assert (result.exit_code, result.stderr) == (
+        2, f"Error: {config}:4: serve.address: expected [HOST:]PORT (e.g. 8080, or 0.0.0.0:8080 for every "
+           "interface), got '8080:host'\n")
     assert not (tmp_path / "data").exists()  # nothing is created before the options are valid
+
+    # Labels taken from the folders get the same checks: ten are too many for the window's keys.
+    many = tmp_path / "many"
+    for name in "abcdefghij":
+        (many / name).mkdir(parents=True)
+    result = runner.invoke(cli, ["collect", str(many)])
+    assert (result.exit_code, result.stderr) == (
+        2, "Error: labels: the window has keys 1-9, so at most 9 labels (got 10); the page (serve) takes any number "
+           f"(the folders in {many})\n")
 
 
 def test_collect_cli_serves_and_needs_no_window(tmp_path):
     """`collect --serve` on an image folder: starts, prints the page, ends with the folder; no window needed."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env = isolated_env(tmp_path, display=False)
     data = tmp_path / "data"
-    proc = subprocess.run([sys.executable, "-m", "edgecam", "collect", str(data), "--labels", "mug,keys",
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "collect", str(data), "--labels", "mug,keys",
                            "--source", str(FLOWERS_MINI / "daisy"), "--serve", "0"],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "collect page: http://127.0.0.1:" in proc.stderr
-    assert proc.stderr.splitlines()[-1] == f"saved 0 photos to {data}: mug +0 (0), keys +0 (0)"
+    *_, summary, heavy = proc.stderr.splitlines()
+    assert summary == f"saved 0 photos to {data}: mug +0 (0), keys +0 (0)" and heavy == NO_HEAVY_MODULES
     assert sorted(p.name for p in data.iterdir()) == ["keys", "mug"]
     # Without --serve it needs a display: a one-line error (OpenCV's Qt build would abort instead).
     proc = subprocess.run([sys.executable, "-m", "edgecam", "collect", str(tmp_path / "other"), "--labels", "mug",
                            "--source", str(FLOWERS_MINI / "daisy")], capture_output=True, text=True, timeout=120,
-                          env=env)
-    assert (proc.returncode, proc.stderr) == (1, "Error: no display for the preview window (DISPLAY is not set); "
+                          env=env, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (1, "Error: no display to open a window on (DISPLAY is not set); "
                                                  "use --serve PORT to collect from a browser\n")
     assert not (tmp_path / "other").exists()

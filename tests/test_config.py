@@ -8,7 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgecam.cli import cli
-from edgecam.config import FinetuneConfig, load_finetune_config
+from edgecam.config.camera import CollectConfig, RunConfig, ServeConfig
+from edgecam.config.finetune import FinetuneConfig, load_finetune_config
+from edgecam.config.loader import load_values
 from edgecam.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,3 +112,54 @@ def test_cli_empty_label_is_one_line(bad_data_tree):
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: label 'd' has no usable images")
+
+
+@pytest.mark.parametrize("name, cls", [("run", RunConfig), ("collect", CollectConfig)])
+def test_camera_example_configs_list_every_key_with_defaults(name, cls):
+    """configs/run.yaml and configs/collect.yaml document every option of their command, at its default."""
+    path = REPO / "configs" / f"{name}.yaml"
+    assert load_values(cls, path, {}) == cls()
+    text = path.read_text()
+    for key in cls.__dataclass_fields__:
+        assert f"\n{key}:" in text, f"{key} is not documented in {path.name}"
+    for key in ServeConfig.__dataclass_fields__:
+        assert f"\n  {key}:" in text, f"serve.{key} is not documented in {path.name}"
+
+
+def test_camera_config_errors_name_the_option_or_the_file_line_and_key(tmp_path):
+    path = write(tmp_path, "source: clip.mp4\nserve:\n  adress: 8080\n")
+    with pytest.raises(ConfigError, match=r"^.*cfg\.yaml:3: serve\.adress: unknown key \(did you mean 'address'\?\)$"):
+        load_values(RunConfig, path, {})
+    names = {"serve.address": "--serve", "top_k": "--top-k"}
+    with pytest.raises(ConfigError) as info:
+        load_values(RunConfig, None, {"serve": {"address": "80:80:80"}}, names)
+    assert str(info.value).startswith("command line: --serve: expected [HOST:]PORT")
+    with pytest.raises(ConfigError) as info:
+        load_values(RunConfig, None, {"top_k": 0}, names)
+    assert str(info.value) == "command line: --top-k: must be at least 1, got 0"
+
+
+def test_cli_run_and_collect_read_their_config_file(tmp_path):
+    bad = write(tmp_path, "top_k: 0\n")
+    result = CliRunner().invoke(cli, ["run", "model.tflite", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: {bad}:1: top_k: must be at least 1, got 0"
+    labels = write(tmp_path, "labels: [a, ../up]\n")
+    result = CliRunner().invoke(cli, ["collect", str(tmp_path / "ds"), "--config", str(labels)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"Error: {labels}:1: labels: '../up' cannot be a folder name "
+                                     "(use letters, digits, - or _)")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_an_unknown_override_is_blamed_on_the_command_line():
+    with pytest.raises(ConfigError) as info:
+        load_finetune_config(None, ["bogus.key=1"])
+    assert str(info.value).startswith("command line: bogus: unknown key")
+
+
+def test_finetune_run_name_cannot_take_the_evaluate_folder():
+    with pytest.raises(ConfigError) as info:
+        load_finetune_config(None, ["name=evaluate"])
+    assert str(info.value) == ("command line: name: 'evaluate' is where `edgecam evaluate` keeps its results; "
+                               "pick another name")

@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from conftest import FLOWERS_MINI
-from edgecam.config import DataConfig
+from edgecam.config.finetune import DataConfig
 from edgecam.data import images
 from edgecam.data.dataset import Dataset, scan_dataset
-from edgecam.data.images import IMAGE_SUFFIXES, ImageDecodeError, decode_rgb, digest, load_rgb
+from edgecam.files import IMAGE_SUFFIXES
+from edgecam.data.images import ImageDecodeError, decode_rgb, digest, load_rgb
 from edgecam.data.split import carve_val, split_score
 from edgecam.errors import DataError
 
@@ -67,9 +68,19 @@ def data_error(root: Path, labels=()) -> str:
 # --- images -----------------------------------------------------------------------------
 
 
-def test_suffixes_and_digest():
-    assert IMAGE_SUFFIXES == (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-    assert digest(b"abc") == hashlib.sha256(b"abc").hexdigest()
+def test_every_image_suffix_in_any_case_is_scanned_and_others_are_not(tmp_path):
+    formats = {"a.JPG": "JPEG", "b.jpeg": "JPEG", "c.Png": "PNG", "d.bmp": "BMP", "e.WebP": "WEBP",
+               "f.gif": "GIF", "g.tiff": "TIFF"}
+    for label in ("x", "y"):
+        for i, (name, fmt) in enumerate(formats.items()):
+            (tmp_path / label).mkdir(exist_ok=True)
+            (tmp_path / label / name).write_bytes(encode(Image.new("RGB", (8, 8), (i * 30, 0, 0 if label == "x" else 99)), fmt))
+    ds = scan(tmp_path, ("x", "y"))
+    found = sorted(s.path.name for s in ds.samples if s.path.parent.name == "x")
+    assert found == sorted(n for n in formats if n.lower().endswith(IMAGE_SUFFIXES))
+    assert len(found) == 5
+    sample = ds.samples[0]
+    assert sample.digest == hashlib.sha256(sample.path.read_bytes()).hexdigest() == digest(sample.path.read_bytes())
 
 
 @pytest.mark.parametrize(
@@ -230,6 +241,9 @@ def test_progress_bar_goes_to_stderr(bad_data_tree, capsys):
     scan_dataset(DataConfig(path=bad_data_tree.root, labels=ABC), progress=True)
     captured = capsys.readouterr()
     assert captured.out == ""
+    assert "scanning" in captured.err and "img" in captured.err  # the bar, on stderr
+    scan_dataset(DataConfig(path=bad_data_tree.root, labels=ABC), progress=False)
+    assert capsys.readouterr().err == ""
 
 
 # --- the split ------------------------------------------------------------------------------

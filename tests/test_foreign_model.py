@@ -26,7 +26,7 @@ from edgecam.cli import cli
 from edgecam.data.images import load_rgb
 from edgecam.modelfile.metadata import read_metadata
 from edgecam.runtime.classifier import Classifier
-from edgecam.runtime.preprocess import fit_to_input
+from edgecam.modelfile.preprocess import fit_to_input
 
 pytestmark = pytest.mark.slow
 

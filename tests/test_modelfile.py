@@ -1,13 +1,16 @@
-"""edgecam.modelfile.metadata: standard TFLite metadata on real converted models.
+"""edgecam.modelfile: standard TFLite metadata, and the preprocessing rule a model states.
 
-A tiny Keras classifier is converted twice (float and full-integer int8, both with uint8 image
-input), then the metadata is checked by our own reader, LiteRT's interpreter, MediaPipe's
-generated schema reader and MediaPipe Tasks' ImageClassifier, and read again in a subprocess
-that cannot import TensorFlow.
+The fast tests work on the committed tiny models (tests/data, uint8 RGB in, 32x32, three
+classes): with their metadata stripped they stand for what the converter writes (float with a
+uint8 input, and full-integer int8). The metadata is checked by our own reader, LiteRT's
+interpreter, MediaPipe's generated schema reader, and read again in a subprocess that cannot
+import TensorFlow. Tests that need TensorFlow (a model fresh from the converter, MediaPipe
+Tasks, which imports TensorFlow) are marked slow.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
@@ -17,12 +20,18 @@ import types
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from conftest import FLOWERS_MINI
+from conftest import COLORS_INT8_MODEL, COLORS_MODEL, FLOWERS3_MODEL, FLOWERS_MINI
+from edgecam.cli import cli
 from edgecam.errors import ModelError
+from edgecam.modelfile._flatbuf import pack_tree
 from edgecam.modelfile.metadata import ModelInfo, embed_metadata, read_labels_file, read_metadata
+from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
+from edgecam.runtime.classifier import Classifier
 
 LABELS = ("daisy", "roses", "tulips")
 REPO = Path(__file__).resolve().parents[1]
@@ -41,9 +50,28 @@ INFO = ModelInfo(
 )
 
 
+def strip_metadata(model: bytes) -> bytes:
+    """``model`` without its TFLITE_METADATA entry, buffer and zip: as the converter wrote it."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromPackedBuf(model, 0)
+    ours = [m for m in tree.metadata if m.name == b"TFLITE_METADATA"]
+    assert len(ours) == 1 and ours[0].buffer == len(tree.buffers) - 1, "expected the entry embed_metadata appends"
+    tree.metadata = [m for m in tree.metadata if m is not ours[0]]
+    tree.buffers = tree.buffers[:-1]
+    return pack_tree(tree)
+
+
 @pytest.fixture(scope="module")
 def models() -> types.SimpleNamespace:
-    """``plain``/``int8``: the converted .tflite bytes (uint8 [1,32,32,3] in), no metadata."""
+    """``plain``/``int8``: .tflite bytes (uint8 [1,32,32,3] in, 3 classes), no metadata; from tests/data."""
+    return types.SimpleNamespace(plain=strip_metadata(COLORS_MODEL.read_bytes()),
+                                 int8=strip_metadata(COLORS_INT8_MODEL.read_bytes()))
+
+
+@pytest.fixture(scope="module")
+def converted() -> types.SimpleNamespace:
+    """Like ``models``, but a Keras classifier fresh from TensorFlow's converter (slow tests only)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tf = pytest.importorskip("tensorflow")
     keras = tf.keras
@@ -137,9 +165,23 @@ def test_associated_files_are_a_stored_zip(models):
     assert read_metadata(bare).extra == {}
 
 
+def mediapipe_schema() -> types.ModuleType:
+    """MediaPipe's generated metadata reader, loaded from its file: ``import mediapipe`` would load TensorFlow."""
+    spec = importlib.util.find_spec("mediapipe")  # finds the package without running it
+    if spec is None or not spec.origin:
+        pytest.skip("mediapipe is not installed")
+    path = Path(spec.origin).parent / "tasks" / "metadata" / "metadata_schema_py_generated.py"
+    if not path.is_file():
+        pytest.skip(f"{path} not found in this mediapipe")
+    loader = importlib.util.spec_from_file_location("mediapipe_metadata_schema", path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module
+
+
 def test_metadata_fields_as_mediapipe_schema_reads_them(models):
     """Cross-check field ids with MediaPipe's own generated reader (not our hand-written one)."""
-    fb = pytest.importorskip("mediapipe.tasks.metadata.metadata_schema_py_generated")
+    fb = mediapipe_schema()
     model = embed_metadata(models.plain, INFO)
     tree = model_tree(model)
     entry = next(m for m in tree.metadata if m.name == b"TFLITE_METADATA")
@@ -205,6 +247,22 @@ def test_model_still_runs_with_identical_outputs(models, kind):
 def test_model_without_metadata_reads_as_none(models):
     assert read_metadata(models.plain) is None
     assert read_metadata(models.int8) is None
+    assert read_metadata(COLORS_MODEL.read_bytes()).labels == ("red", "green", "blue")  # before stripping
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["plain", "int8"])
+def test_models_fresh_from_the_converter(converted, kind):
+    """The same contract on what TensorFlow's converter writes today (the fixtures were converted once)."""
+    original = getattr(converted, kind)
+    model = embed_metadata(original, INFO)
+    assert read_metadata(original) is None and read_metadata(model) == INFO
+    assert entry_names(model)[-1] == "TFLITE_METADATA" and entry_names(model)[:-1] == entry_names(original)
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8)
+    np.testing.assert_array_equal(run_litert(model, image), run_litert(original, image))
+    stripped = strip_metadata(model)
+    assert read_metadata(stripped) is None and entry_names(stripped) == entry_names(original)
+    np.testing.assert_array_equal(run_litert(stripped, image), run_litert(original, image))
 
 
 def test_labels_come_from_the_file_the_metadata_names(models, monkeypatch):
@@ -290,6 +348,7 @@ def daisy_png(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # importing mediapipe imports TensorFlow
 @pytest.mark.parametrize("kind", ["plain", "int8"])
 def test_mediapipe_image_classifier_uses_our_labels(models, daisy_png, tmp_path, kind):
     mp = pytest.importorskip("mediapipe")
@@ -420,3 +479,128 @@ def test_read_labels_file_errors(tmp_path):
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
     assert_model_error(read_labels_file, tmp_path / "binary.txt", match="UTF-8")
     assert_model_error(read_labels_file, tmp_path, match="folder")
+
+
+# -- the preprocessing a model states ------------------------------------------------------------
+FIXTURES = {"colors": COLORS_MODEL, "colors_int8": COLORS_INT8_MODEL, "flowers3": FLOWERS3_MODEL}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_models_state_the_preprocessing_the_code_does(name):
+    path = FIXTURES[name]
+    classifier = Classifier(path)
+    info = read_metadata(path.read_bytes())
+    assert info.extra["preprocessing"] == PREPROCESSING.describe(classifier.input_size)
+    assert classifier.preprocessing == PREPROCESSING
+
+
+@pytest.mark.slow
+def test_a_finetuned_model_states_the_preprocessing_the_code_does(tmp_path_factory):
+    """The real export path (the session's small fine-tuned model, shared with test_run.py)."""
+    import runfixtures
+
+    path = runfixtures.trained_model(tmp_path_factory).path
+    classifier = Classifier(path)
+    assert read_metadata(path.read_bytes()).extra["preprocessing"] == PREPROCESSING.describe(classifier.input_size)
+    assert classifier.preprocessing == PREPROCESSING
+
+
+def reference_fit(rgb: np.ndarray, description: dict) -> np.ndarray:
+    """The preprocessing, written from the metadata's description alone (not from edgecam's code)."""
+    assert description["fit"] == "center_crop" and description["input"]["color"] == "RGB"
+    out_h, out_w = description["input"]["height"], description["input"]["width"]
+    height, width = rgb.shape[:2]
+    if width * out_h >= height * out_w:  # wider than the input's aspect: keep every row
+        h, w = height, max(1, round(height * out_w / out_h))
+    else:
+        h, w = max(1, round(width * out_h / out_w)), width
+    top, left = (height - h) // 2, (width - w) // 2
+    crop = rgb[top : top + h, left : left + w]
+    resize = description["resize"]
+    shrink = min(h / out_h, w / out_w)
+    method = resize["method"] if shrink >= resize["when_shrinking_at_least"] else resize["otherwise"]
+    interpolation = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}[method]
+    return cv2.resize(crop, (out_w, out_h), interpolation=interpolation)
+
+
+FRAMES = {  # (height, width) of camera frames and photos
+    "landscape": (480, 640),
+    "portrait": (640, 480),
+    "odd-margins": (263, 320),
+    "upscale": (20, 30),
+    "upscale-portrait": (45, 17),
+    "exact": (32, 32),
+    "exact-height": (32, 57),
+    "just-under-2x": (63, 90),
+    "exactly-2x": (64, 64),
+    "over-2x": (100, 70),
+    "tiny": (1, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_the_stated_preprocessing_reproduces_fit_to_input_exactly(name):
+    path = FIXTURES[name]
+    size = Classifier(path).input_size
+    description = read_metadata(path.read_bytes()).extra["preprocessing"]
+    rng = np.random.default_rng(3)
+    methods = set()
+    for frame, (h, w) in FRAMES.items():
+        rgb = rng.integers(0, 256, (h, w, 3), np.uint8)  # noise: any shift or other filter shows
+        expected = fit_to_input(rgb, size)
+        assert expected.shape == (*size, 3), frame
+        np.testing.assert_array_equal(reference_fit(rgb, description), expected, err_msg=f"{name}, {frame} frame")
+        crop = PREPROCESSING.box(h, w, size[1] / size[0])[2:]
+        methods.add(PREPROCESSING.interpolation(crop, size) if crop != size else "none")
+    assert methods == {"area", "bilinear", "none"}  # every branch was compared
+
+
+@pytest.mark.parametrize("size", [(24, 40), (40, 24), (224, 160)])
+def test_the_reference_agrees_for_inputs_that_are_not_square(size):
+    description = PREPROCESSING.describe(size)
+    rng = np.random.default_rng(4)
+    for frame, (h, w) in FRAMES.items():
+        rgb = rng.integers(0, 256, (h, w, 3), np.uint8)
+        np.testing.assert_array_equal(reference_fit(rgb, description), fit_to_input(rgb, size),
+                                      err_msg=f"{size}, {frame} frame")
+
+
+def stated(**changes) -> dict:
+    description = PREPROCESSING.describe((32, 32))
+    for key, value in changes.items():
+        *path, leaf = key.split("__")
+        node = description
+        for part in path:
+            node = node[part]
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return description
+
+
+@pytest.mark.parametrize("description, message", [
+    (stated(fit="stretch"), "is not supported by this edgecam; upgrade edgecam"),
+    (stated(resize__method="lanczos"), "is not supported by this edgecam; upgrade edgecam"),
+    (stated(resize__otherwise="nearest"), "is not supported by this edgecam; upgrade edgecam"),
+    (stated(version=PREPROCESSING.version + 1), "is not supported by this edgecam; upgrade edgecam"),
+    (stated(resize=None), "preprocessing metadata not understood"),
+    (stated(resize__when_shrinking_at_least="twice"), "preprocessing metadata not understood"),
+], ids=["fit", "method", "otherwise", "version", "no-resize", "bad-number"])
+def test_an_unknown_stated_preprocessing_is_a_one_line_error(models, tmp_path, description, message):
+    path = tmp_path / "future.tflite"
+    info = read_metadata(COLORS_MODEL.read_bytes())
+    path.write_bytes(embed_metadata(models.plain, ModelInfo(**{**vars(info), "extra": {"preprocessing": description}})))
+    with pytest.raises(ModelError) as caught:
+        Classifier(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text, text
+    if "upgrade" in message:
+        as_stored = read_metadata(path.read_bytes()).extra["preprocessing"]  # JSON: keys sorted
+        assert as_stored == description
+        assert text == f"{path}: preprocessing {as_stored!r} is not supported by this edgecam; upgrade edgecam"
+    # The command says the same in one line, before looking for a camera.
+    frame = tmp_path / "red.png"
+    cv2.imwrite(str(frame), np.full((8, 8, 3), (0, 0, 255), np.uint8))
+    result = CliRunner().invoke(cli, ["run", str(path), "--source", str(frame), "--headless"])
+    assert (result.exit_code, result.output) == (1, f"Error: {text}\n")

@@ -25,7 +25,7 @@ from edgecam.data.images import load_rgb
 from edgecam.runtime import capture, loop
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.outputs import Output
-from edgecam.runtime.settings import RunConfig
+from edgecam.config.camera import RunConfig
 from edgecam.runtime.sources import Source, SourceError
 
 SUMMARY = re.compile(r"^(\d+) frames, (\d+) dropped, \d+\.\d FPS; latency mean \d+\.\d ms, p50 \d+\.\d, p90 \d+\.\d$")
@@ -260,7 +260,7 @@ def test_live_source_that_drops_out_is_reopened_and_the_loop_keeps_going(model, 
     watcher = threading.Thread(target=stop_when_back, daemon=True)
     watcher.start()
     cfg = RunConfig(model=str(model.path), headless=True, hold=0)
-    summary = loop.run(cfg, stop=stop, extra_outputs=lambda c: [collect], source=camera)
+    summary = loop.run(cfg, stop=stop, extra_outputs=lambda c, s: [collect], source=camera)
     watcher.join(timeout=5)
 
     after = [r for r in collect.results if r.frame >= camera.before]
@@ -344,9 +344,9 @@ def test_bad_model_files_and_options_are_one_line_errors(tmp_path, cli_runner):
     assert_one_line_error(cli_runner.invoke(cli, ["run", str(tagged), "--headless"]),
                           re.compile(rf"Error: {re.escape(str(tagged))}: [^\n]+\n"))
     for option, value, message in [
-        ("--top-k", "0", "command line: top_k: must be at least 1, got 0"),
-        ("--resolution", "12", "command line: resolution: expected WIDTHxHEIGHT (e.g. 640x480), got '12'"),
-        ("--threshold", "1.5", "command line: threshold: must be in [0, 1], got 1.5"),
+        ("--top-k", "0", "command line: --top-k: must be at least 1, got 0"),
+        ("--resolution", "12", "command line: --resolution: expected WIDTHxHEIGHT (e.g. 640x480), got '12'"),
+        ("--threshold", "1.5", "command line: --threshold: must be in [0, 1], got 1.5"),
     ]:
         result = cli_runner.invoke(cli, ["run", str(missing), "--headless", option, value])
         assert_one_line_error(result, message, exit_code=2)

@@ -1,59 +1,50 @@
-"""The edge runtime: its import boundary, preprocessing, and one-line errors for bad models."""
+"""The edge runtime in pieces: preprocessing, bad models, `edgecam benchmark`, `run --config`,
+decisions (smoothing, threshold, hold) and the default camera's fallback.
+
+The import boundary is checked by test_architecture.py; the preprocessing contract (metadata
+versus code) by test_modelfile.py.
+"""
 
 from __future__ import annotations
 
-import ast
-import sys
-from pathlib import Path
+import json
+import re
 
+import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from conftest import COLORS_MODEL
+from edgecam.cli import cli
 from edgecam.errors import ModelError
+from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
 from edgecam.runtime.classifier import Classifier
-from edgecam.runtime.preprocess import center_crop_box, fit_to_input
+from edgecam.runtime.decisions import UNKNOWN, Decider
+from edgecam.runtime.sources import OpenCVSource, Picamera2Source, SourceError, open_source
 
-PACKAGE = Path(__file__).resolve().parents[1] / "edgecam"
-# flatbuffers is LiteRT's own pure-Python dependency (the metadata writer builds with it).
-# picamera2 is the Pi's camera library, imported only when that source is used.
-EDGE_ALLOWED = {"numpy", "cv2", "ai_edge_litert", "tflite_runtime", "flatbuffers", "picamera2"}
-EDGE_INTERNAL = {"edgecam.runtime", "edgecam.modelfile", "edgecam.errors", "edgecam.fsutil"}
+COLORS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
 
-def imported_modules(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-    return names
+def solid_pngs(folder, names):
+    """One solid-colour PNG per name (in name order: 00-red.png, 01-green.png, ...)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        rgb = np.full((48, 64, 3), COLORS[name], np.uint8)
+        assert cv2.imwrite(str(folder / f"{i:02d}-{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
 
 
-@pytest.mark.parametrize("folder", ["runtime", "modelfile"])
-def test_edge_code_imports_only_numpy_opencv_litert_and_stdlib(folder):
-    """The Pi has no TensorFlow (and maybe no Pillow or matplotlib): keep the boundary explicit."""
-    for path in sorted((PACKAGE / folder).glob("*.py")):
-        for name in imported_modules(path):
-            top = name.split(".")[0]
-            ok = (top in sys.stdlib_module_names or top in EDGE_ALLOWED
-                  or any(name == m or name.startswith(m + ".") for m in EDGE_INTERNAL) or name == "edgecam")
-            assert ok, f"{path.relative_to(PACKAGE.parent)} imports {name}"
-
-
-def test_fsutil_and_errors_are_stdlib_only():
-    for path in (PACKAGE / "fsutil.py", PACKAGE / "errors.py"):
-        assert all(n.split(".")[0] in sys.stdlib_module_names for n in imported_modules(path)), path
-
-
+# -- preprocessing and bad models --------------------------------------------------------------
 def test_fit_to_input_centre_crops_without_stretching():
     frame = np.zeros((240, 320, 3), np.uint8)
     frame[:, :40] = 255  # a white band at the left edge, outside the centred square
     out = fit_to_input(frame, (224, 224))
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
     assert out.max() == 0  # the band was cropped away, not squeezed in
-    assert center_crop_box(240, 320, 1.0) == (0, 40, 240, 240)
-    assert center_crop_box(1080, 1920, 4 / 3) == (0, 240, 1080, 1440)
+    assert PREPROCESSING.box(240, 320, 1.0) == (0, 40, 240, 240)
+    assert PREPROCESSING.box(1080, 1920, 4 / 3) == (0, 240, 1080, 1440)
+    assert PREPROCESSING.box(640, 480, 1.0) == (80, 0, 480, 480)  # portrait: rows cropped
     small = fit_to_input(np.full((100, 50, 3), 7, np.uint8), (224, 224))
     assert small.shape == (224, 224, 3) and (small == 7).all()
 
@@ -74,3 +65,146 @@ def test_bad_model_files_are_one_line_errors(tmp_path):
         assert str(info.value).startswith(f"{path}: ") and message in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ModelError, match=f"^{broken}: "):
         Classifier(broken)
+
+
+# -- edgecam benchmark -----------------------------------------------------------------------------
+def test_benchmark_prints_a_row_per_thread_count():
+    result = CliRunner().invoke(cli, ["benchmark", str(COLORS_MODEL), "--runs", "3", "--threads", "1,2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    size = COLORS_MODEL.stat().st_size / 1e3  # a few kB: shown in kB
+    assert lines[0] == f"{COLORS_MODEL}: {size:.1f} kB, input 32x32 uint8, 3 labels"
+    assert lines[1].split() == ["threads", "mean", "ms", "p50", "ms", "p90", "ms", "FPS"]
+    rows = [line.split() for line in lines[2:-1]]
+    assert [int(r[0]) for r in rows] == [1, 2]
+    for _, mean, p50, p90, fps in rows:
+        assert 0 <= float(p50) <= float(p90) and float(fps) > 0
+        # FPS is 1000 / mean latency; the printed mean is rounded to 0.01 ms (a 3 kB model may show 0.00).
+        upper = 1000 / (float(mean) - 0.005) if float(mean) > 0.005 else float("inf")
+        assert 1000 / (float(mean) + 0.005) - 0.05 <= float(fps) <= upper + 0.05
+    assert re.fullmatch(r"peak memory: \d+ MB", lines[-1]), lines[-1]
+
+
+def test_benchmark_rejects_bad_thread_lists():
+    result = CliRunner().invoke(cli, ["benchmark", str(COLORS_MODEL), "--threads", "1,two"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: --threads: expected numbers like 1,2,4, got '1,two'"
+
+
+# -- edgecam run --config --------------------------------------------------------------------------
+def test_run_takes_its_settings_from_a_config_file(tmp_path):
+    photos = solid_pngs(tmp_path / "photos", ["red", "green", "blue", "red", "blue"])
+    config = tmp_path / "run.yaml"
+    config.write_text(f"source: {photos}\nheadless: true\nmax_frames: 4\ntop_k: 2\nhold: 0\n")
+    result = CliRunner().invoke(cli, ["run", str(COLORS_MODEL), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 4  # max_frames
+    assert [r["label"] for r in lines] == ["red", "green", "blue", "red"]  # source: the folder, in name order
+    assert all(len(r["top"]) == 2 for r in lines)  # top_k
+    assert all(r["top"][0]["score"] > 0.99 for r in lines)
+    assert [r["changed"] for r in lines] == [True, True, True, True]  # hold: 0 announces at once
+    # An option on the command line wins over the file.
+    result = CliRunner().invoke(cli, ["run", str(COLORS_MODEL), "--config", str(config), "--top-k", "3",
+                                      "--max-frames", "2"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and all(len(r["top"]) == 3 for r in lines)
+
+
+def test_an_unknown_key_in_the_run_config_is_a_one_line_error(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("headless: true\n# the number of labels\ntopk: 2\n")
+    result = CliRunner().invoke(cli, ["run", str(COLORS_MODEL), "--config", str(config)])
+    assert result.exit_code == 2
+    assert result.output == f"Error: {config}:3: topk: unknown key (did you mean 'top_k'?)\n"
+
+
+# -- decisions -------------------------------------------------------------------------------------
+LABELS = ("a", "b", "c")
+A, B, C = np.eye(3, dtype=np.float32)
+
+
+def test_smoothing_is_an_exponential_moving_average():
+    decider = Decider(LABELS, smoothing=0.75)
+    np.testing.assert_array_equal(decider.smooth(A), A)  # the first frame starts the average
+    np.testing.assert_allclose(decider.smooth(B), [0.75, 0.25, 0.0], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(decider.smooth(B), [0.5625, 0.4375, 0.0], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(decider.smooth(C), [0.421875, 0.328125, 0.25], rtol=0, atol=1e-7)
+    off = Decider(LABELS, smoothing=0.0)
+    off.smooth(A)
+    np.testing.assert_array_equal(off.smooth(B), B)  # 0 = no smoothing
+
+
+def test_a_change_is_announced_only_after_hold_seconds():
+    decider = Decider(LABELS, hold=1.0)
+
+    def at(t: float, probs: np.ndarray) -> tuple[str, bool]:
+        d = decider.decide(probs, t)
+        return d.label, d.changed
+
+    assert at(0.0, A) == ("a", False)  # the very first label waits too
+    assert at(0.9, A) == ("a", False)
+    assert at(1.0, A) == ("a", True)  # held for 1.0 s: announced, once
+    assert at(1.5, A) == ("a", False)
+    assert decider.stable == "a"
+    # b flickers for 0.4 s, then c for 0.5 s: neither is ever announced.
+    assert [at(t, B) for t in (2.0, 2.2, 2.4)] == [("b", False)] * 3
+    assert at(2.4, A) == ("a", False)
+    assert [at(t, C) for t in (3.0, 3.5)] == [("c", False)] * 2
+    assert at(3.5, A) == ("a", False) and decider.stable == "a"
+    # b that stays: announced exactly hold seconds after it first appeared.
+    assert [at(t, B) for t in (4.0, 4.5, 4.99, 5.0, 5.5)] == [("b", False)] * 3 + [("b", True), ("b", False)]
+    assert decider.stable == "b"
+
+
+def test_below_the_threshold_the_label_is_unknown():
+    decider = Decider(LABELS, threshold=0.5, hold=0.0)
+    low = decider.decide(np.array([0.375, 0.25, 0.375], np.float32), 0.0)
+    assert (low.label, low.score, low.changed) == (UNKNOWN, 0.375, True)  # "unknown" is announced like a label
+    high = decider.decide(np.array([0.25, 0.5, 0.25], np.float32), 0.1)
+    assert (high.label, high.score, high.changed) == ("b", 0.5, True)  # exactly at the threshold counts
+    assert decider.decide(np.array([0.25, 0.5, 0.25], np.float32), 0.2).changed is False
+    assert decider.decide(np.array([0.49, 0.26, 0.25], np.float32), 0.3).label == UNKNOWN
+
+
+# -- the default camera: Pi camera, then camera 0 ---------------------------------------------------
+@pytest.fixture
+def tries(monkeypatch):
+    """Both default cameras fail (recording the order); tests make one of them work."""
+    tried = []
+
+    def pi_open(self):
+        tried.append(self.name)
+        raise SourceError("picamera2: not installed (sudo apt install python3-picamera2)")
+
+    def cv_open(self):
+        tried.append(self.name)
+        raise SourceError(f"{self.name}: cannot open")
+
+    monkeypatch.setattr(Picamera2Source, "open", pi_open)
+    monkeypatch.setattr(OpenCVSource, "open", cv_open)
+    return tried
+
+
+def test_no_camera_lists_both_tries(tries):
+    with pytest.raises(SourceError) as info:
+        open_source("", (320, 240))
+    assert str(info.value) == ("no camera found (tried picamera2: not installed (sudo apt install python3-picamera2); "
+                               "camera 0: cannot open); pass --source")
+    assert tries == ["picamera2", "camera 0"]
+
+
+def test_camera_0_is_used_when_the_pi_camera_is_missing(tries, monkeypatch):
+    monkeypatch.setattr(OpenCVSource, "open", lambda self: tries.append(f"opened {self.name}"))
+    source = open_source("", (320, 240))
+    assert isinstance(source, OpenCVSource)
+    assert (source.spec, source.live, source.size) == (0, True, (320, 240))
+    assert tries == ["picamera2", "opened camera 0"]
+
+
+def test_the_pi_camera_comes_first(tries, monkeypatch):
+    monkeypatch.setattr(Picamera2Source, "open", lambda self: tries.append("opened picamera2"))
+    source = open_source("", (320, 240))
+    assert isinstance(source, Picamera2Source) and source.size == (320, 240)
+    assert tries == ["opened picamera2"]  # camera 0 was never touched

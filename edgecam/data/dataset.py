@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgecam.config import DataConfig
-from edgecam.data.images import IMAGE_SUFFIXES, ImageDecodeError, decode_image, digest, read_bytes
+from edgecam.config.finetune import DataConfig
+from edgecam.console import progress_bar
+from edgecam.data.images import ImageDecodeError, decode_image, digest, read_bytes
+from edgecam.files import IMAGE_SUFFIXES
+from edgecam.data.scan_index import ScanIndex
 from edgecam.data.split import carve_val
 from edgecam.errors import DataError
 
@@ -228,7 +230,7 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield Path(entry.path)
 
 
-def _check_files(found: list[Sample], progress: bool, index: "ScanIndex | None" = None
+def _check_files(found: list[Sample], progress: bool, index: ScanIndex | None = None
                  ) -> tuple[list[Sample], list[Skipped]]:
     """Read, hash and fully decode every image in parallel (Pillow releases the GIL while decoding).
 
@@ -238,7 +240,7 @@ def _check_files(found: list[Sample], progress: bool, index: "ScanIndex | None" 
     skipped: list[Skipped] = []
     known = {s.path: index.lookup(s.path) for s in found} if index else {}
     todo = [s for s in found if not known.get(s.path)]
-    bar = _progress_bar(len(todo), progress)
+    bar = progress_bar(len(todo), "scanning", progress)
     try:
         with ThreadPoolExecutor(max_workers=_workers()) as pool:
             checked = dict(zip((s.path for s in todo), pool.map(_check_file, [s.path for s in todo])))
@@ -250,56 +252,13 @@ def _check_files(found: list[Sample], progress: bool, index: "ScanIndex | None" 
                         index.remember(sample.path, sha)
                 else:
                     skipped.append(Skipped(sample.path, reason))
-                if bar is not None and sample.path in checked:
-                    bar.update()
+                if sample.path in checked:
+                    bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if index:
         index.save()
     return samples, skipped
-
-
-class ScanIndex:
-    """Digests of images already verified, keyed by path, size and modification time.
-
-    Lets a re-run skip reading and decoding unchanged files (as git's index does); a file that
-    changes gets a new size or mtime and is checked again.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            self.entries: dict[str, list] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self.entries = {}
-        self.dirty = False
-
-    @staticmethod
-    def _stamp(path: Path) -> list[int]:
-        info = path.stat()
-        return [info.st_size, info.st_mtime_ns, info.st_ino]
-
-    def lookup(self, path: Path) -> str | None:
-        entry = self.entries.get(str(path))
-        try:
-            return entry[3] if entry and entry[:3] == self._stamp(path) else None
-        except OSError:
-            return None
-
-    def remember(self, path: Path, sha: str) -> None:
-        entry = self._stamp(path) + [sha]
-        if self.entries.get(str(path)) != entry:
-            self.entries[str(path)] = entry
-            self.dirty = True
-
-    def save(self) -> None:
-        if self.dirty:
-            from edgecam.fsutil import write_text
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_text(self.path, json.dumps(self.entries))
-            self.dirty = False
 
 
 def _check_file(path: Path) -> tuple[str, str | None]:
@@ -316,16 +275,6 @@ def _workers() -> int:
     """Two threads per usable core: one decodes while the other waits for the disk."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(2, min(32, 2 * cores))
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="scanning", unit="img", file=sys.stderr)
 
 
 def _dedupe(

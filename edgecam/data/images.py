@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # Formats Pillow may open. Decoding is by content, not suffix (a PNG named .jpg is fine), but
 # not every format: Pillow's EPS plugin runs Ghostscript, for instance. MPO is how Pillow < 13

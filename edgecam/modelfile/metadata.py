@@ -28,7 +28,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from edgecam.errors import ModelError
-from edgecam.fsutil import read_user_file
+from edgecam.files import read_user_file
 from edgecam.modelfile._flatbuf import (
     FlatbufferError,
     Table,
@@ -166,24 +166,7 @@ def _build_metadata(info: ModelInfo, width: int, height: int) -> bytes:
     labels_file = _associated_file(w, LABELS_FILE, "One label per line, in output order.",
                                    _TENSOR_AXIS_LABELS)
 
-    # Input tensor: RGB image with normalisation and value range.
-    size = w.table({0: ("u32", width), 1: ("u32", height)})
-    image_props = w.table({0: ("i8", _RGB), 1: ("offset", size)})
-    image_content = w.table({0: ("u8", _IMAGE_PROPERTIES), 1: ("offset", image_props)})
-    units = None
-    if info.mean:
-        norm = w.table({0: ("offset", w.floats(info.mean)), 1: ("offset", w.floats(info.std))})
-        units = w.offsets([w.table({0: ("u8", _NORMALIZATION_OPTIONS), 1: ("offset", norm)})])
-    stats = None
-    if not (math.isnan(info.input_min) or math.isnan(info.input_max)):
-        stats = w.table({0: ("offset", w.floats([info.input_max])), 1: ("offset", w.floats([info.input_min]))})
-    image = w.table({
-        _TM_NAME: ("offset", w.string("image")),
-        _TM_DESCRIPTION: ("offset", w.string(f"RGB image, {width}x{height}")),
-        _TM_CONTENT: ("offset", image_content),
-        _TM_PROCESS_UNITS: ("offset", units),
-        _TM_STATS: ("offset", stats),
-    })
+    image = _image_tensor(w, info, width, height)
 
     # Output tensor: one probability per label.
     feature = w.table({})
@@ -214,6 +197,28 @@ def _build_metadata(info: ModelInfo, width: int, height: int) -> bytes:
         _MM_MIN_PARSER: ("offset", w.string(MIN_PARSER_VERSION)),
     })
     return w.finish(meta, _METADATA_ID)
+
+
+def _image_tensor(w: Writer, info: ModelInfo, width: int, height: int) -> int:
+    """Input tensor metadata: RGB image with normalisation and value range."""
+    size = w.table({0: ("u32", width), 1: ("u32", height)})
+    image_props = w.table({0: ("i8", _RGB), 1: ("offset", size)})
+    image_content = w.table({0: ("u8", _IMAGE_PROPERTIES), 1: ("offset", image_props)})
+    units = None
+    if info.mean:
+        norm = w.table({0: ("offset", w.floats(info.mean)), 1: ("offset", w.floats(info.std))})
+        units = w.offsets([w.table({0: ("u8", _NORMALIZATION_OPTIONS), 1: ("offset", norm)})])
+    stats = None
+    if not (math.isnan(info.input_min) or math.isnan(info.input_max)):
+        stats = w.table({0: ("offset", w.floats([info.input_max])), 1: ("offset", w.floats([info.input_min]))})
+    image = w.table({
+        _TM_NAME: ("offset", w.string("image")),
+        _TM_DESCRIPTION: ("offset", w.string(f"RGB image, {width}x{height}")),
+        _TM_CONTENT: ("offset", image_content),
+        _TM_PROCESS_UNITS: ("offset", units),
+        _TM_STATS: ("offset", stats),
+    })
+    return image
 
 
 def _associated_file(w: Writer, name: str, description: str, kind: int) -> int:

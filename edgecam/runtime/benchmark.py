@@ -54,7 +54,8 @@ def benchmark_model(model: str | os.PathLike, runs: int = 50, thread_counts: lis
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{report['model']}: {report['size_mb']:.2f} MB, input {report['input']}, {report['labels']} labels",
+    size = f"{report['size_mb']:.2f} MB" if report["size_mb"] >= 1 else f"{report['size_mb'] * 1000:.1f} kB"
+    lines = [f"{report['model']}: {size}, input {report['input']}, {report['labels']} labels",
              f"{'threads':>7}  {'mean ms':>8}  {'p50 ms':>7}  {'p90 ms':>7}  {'FPS':>6}"]
     for r in report["rows"]:
         lines.append(f"{r['threads']:>7}  {r['mean_ms']:>8.2f}  {r['p50_ms']:>7.2f}  {r['p90_ms']:>7.2f}  {r['fps']:>6.1f}")

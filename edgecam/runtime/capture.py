@@ -3,19 +3,21 @@
 Live sources keep only the newest frame: a slow model sees the present, not a growing
 backlog (the older frames are counted as dropped). Files and image folders lose nothing: a
 short queue keeps the decoder one step ahead. A live source that fails is reopened with
-back-off while the main loop keeps running.
+back-off while the main loop keeps running. ``frames`` is the loop both camera commands
+(``run`` and ``collect``) iterate.
 """
 
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
+from edgecam.console import log as _log
 from edgecam.runtime.sources import Source, SourceError
 
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -34,7 +36,7 @@ class FrameGrabber:
     def __init__(self, source: Source, reconnect: bool = True, log=None, queue_size: int = 4):
         self.source = source
         self.reconnect = reconnect and source.live
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.log = log or _log
         self.captured = self.dropped = self.reconnects = 0
         self.finished = threading.Event()
         self._stop = threading.Event()
@@ -48,11 +50,18 @@ class FrameGrabber:
         return self
 
     def stop(self) -> None:
+        """End capture and close the source (also what leaving a ``with`` block does)."""
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
         self._thread.join(timeout=5)
         self.source.close()
+
+    def __enter__(self) -> "FrameGrabber":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     # -- producer -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -123,3 +132,23 @@ class FrameGrabber:
     def done(self) -> bool:
         """True when the source has ended and every frame has been handed out."""
         return self.finished.is_set() and self._newest is None and self._queue.empty()
+
+
+def frames(grabber: FrameGrabber, stop: threading.Event, limit: int = 0, pace: float = 0.0) -> Iterator[Frame]:
+    """The frames to process, until the source ends, ``stop`` is set or ``limit`` (if > 0) were given.
+
+    ``pace`` (seconds) spaces frames out for a consumer that should see a file play at its own
+    rate instead of as fast as it decodes (``collect``'s preview).
+    """
+    given, last = 0, 0.0
+    while not stop.is_set() and not (limit and given >= limit):
+        frame = grabber.get(timeout=0.5)
+        if frame is None:
+            if grabber.done:
+                return
+            continue
+        if pace and given and stop.wait(max(0.0, last + pace - time.perf_counter())):
+            return
+        last = time.perf_counter()
+        given += 1
+        yield frame

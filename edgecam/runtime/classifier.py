@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 
 from edgecam.errors import ModelError
-from edgecam.fsutil import read_user_file
+from edgecam.files import read_user_file
 from edgecam.modelfile.metadata import ModelInfo, read_labels_file, read_metadata
 from edgecam.runtime.litert import make_interpreter
-from edgecam.runtime.preprocess import fit_to_input
+from edgecam.modelfile.preprocess import PREPROCESSING, Preprocessing
 
 # Foreign float models without metadata are assumed to want MobileNet-style [-1, 1] inputs.
 DEFAULT_MEAN, DEFAULT_STD = (127.5,), (127.5,)
@@ -54,6 +54,7 @@ class Classifier:
             raise ModelError(f"{self.path}: not a valid TFLite model ({_first_line(exc)})") from None
         self._input, self._output = self._check_signature()
         self.labels = self._resolve_labels(labels)
+        self.preprocessing = self._preprocessing()
         self.size_bytes = len(content)
 
     # -- model description ------------------------------------------------------------------
@@ -93,6 +94,16 @@ class Classifier:
             raise ModelError(f"{source}: {len(labels)} labels, but the model outputs {n} classes")
         return labels
 
+    def _preprocessing(self) -> Preprocessing:
+        """The rule the model's metadata states; edgecam's own rule for models that state none."""
+        stated = self.info.extra.get("preprocessing") if self.info else None
+        if not isinstance(stated, dict):  # foreign models, and edgecam models before it was stated
+            return PREPROCESSING
+        try:
+            return Preprocessing.from_description(stated)
+        except ModelError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
+
     @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) the model takes."""
@@ -109,7 +120,7 @@ class Classifier:
     # -- inference --------------------------------------------------------------------------
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB frame → the input tensor (crop/resize, then the model's number format)."""
-        pixels = fit_to_input(rgb, self.input_size)
+        pixels = self.preprocessing.apply(rgb, self.input_size)
         dtype = self.input_dtype
         if dtype == np.uint8 and self._is_raw_pixels():
             return pixels[None]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass
 
 import numpy as np
+
+from edgecam.console import log
 
 UNKNOWN = "unknown"
 
@@ -72,4 +73,4 @@ class ChangeCommand:
         try:
             self._running = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL)
         except OSError as exc:
-            print(f"warning: on_change command failed: {exc}", file=sys.stderr)
+            log(f"warning: on_change command failed: {exc}")

@@ -7,26 +7,25 @@ whatever the reason (end of file, q, Ctrl-C, SIGTERM).
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from typing import Callable, Iterator
 
 import cv2
 
-from edgecam.runtime.capture import Frame, FrameGrabber
+from edgecam.config.camera import RunConfig
+from edgecam.console import log
+from edgecam.runtime.capture import Frame, FrameGrabber, frames
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.decisions import ChangeCommand, Decider
-from edgecam.runtime.outputs import JsonLines, Output, Recorder, Window
+from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput
 from edgecam.runtime.overlay import draw_overlay
 from edgecam.runtime.result import Result
-from edgecam.runtime.settings import RunConfig
 from edgecam.runtime.sources import Source, open_source, quiet_opencv
 from edgecam.runtime.stats import RunStats, SlidingFPS, summary_line
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+# Builds extra outputs (e.g. a web page) once the model and the source are open.
+ExtraOutputs = Callable[[Classifier, Source], "list[Output]"]
 
 
 def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig,
@@ -34,14 +33,7 @@ def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig,
     """Yield (frame, result) for each processed frame until the source ends or ``stop`` is set."""
     decider = Decider(classifier.labels, cfg.smoothing, cfg.threshold, cfg.hold)
     fps = SlidingFPS()
-    processed = 0
-    stop = stop or threading.Event()
-    while not stop.is_set() and not (cfg.max_frames and processed >= cfg.max_frames):
-        frame = grabber.get(timeout=0.5)
-        if frame is None:
-            if grabber.done:
-                return
-            continue
+    for frame in frames(grabber, stop or threading.Event(), limit=cfg.max_frames):
         start = time.perf_counter()
         tensor = classifier.prepare(frame.rgb)
         t_infer = time.perf_counter()
@@ -51,28 +43,28 @@ def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig,
         decision = decider.decide(smoothed, frame.time)
         top = tuple((p.label, p.score) for p in classifier.top_k(smoothed, cfg.top_k))
         latency_ms = (time.perf_counter() - start) * 1000
-        processed += 1
         yield frame, Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
                             fps.tick(), inference_ms, latency_ms)
 
 
-def build_outputs(cfg: RunConfig, source_fps: float | None) -> list[Output]:
+def build_outputs(cfg: RunConfig, source_fps: float | None, window: bool) -> list[Output]:
     outputs: list[Output] = []
     if cfg.headless:
         outputs.append(JsonLines())
-    elif cfg.window or not cfg.serve:  # --serve alone: the web page instead of a window
-        outputs.append(Window(f"edgecam - {cfg.model}"))
+    if window:
+        outputs.append(WindowOutput(f"edgecam - {cfg.model}"))
     if cfg.record:
         outputs.append(Recorder(cfg.record, fps=source_fps or 15.0))
     return outputs
 
 
-def run(cfg: RunConfig, stop: threading.Event | None = None,
-        extra_outputs: Callable[[Classifier], list[Output]] | None = None, source: Source | None = None) -> dict:
+def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: ExtraOutputs | None = None,
+        source: Source | None = None, window: bool | None = None) -> dict:
     """Run the camera loop described by ``cfg``; returns the summary (also logged to stderr).
 
     ``stop`` ends the loop from another thread; ``extra_outputs`` adds outputs (e.g. a web
-    view) built once the model is loaded; ``source`` replaces ``cfg.source`` (an opened Source).
+    page); ``source`` replaces ``cfg.source`` (an opened Source, e.g. a fake camera);
+    ``window`` overrides the default (a window unless headless).
     """
     quiet_opencv()
     classifier = Classifier(cfg.model, labels=cfg.labels or None, num_threads=cfg.threads or None)
@@ -81,35 +73,41 @@ def run(cfg: RunConfig, stop: threading.Event | None = None,
         f"{classifier.input_dtype.name}; source: {source.name}")
     outputs: list[Output] = []
     try:  # outputs first: a missing display or bad record path fails before any frame is read
-        outputs = build_outputs(cfg, source.fps) + (extra_outputs(classifier) if extra_outputs else [])
+        outputs += build_outputs(cfg, source.fps, not cfg.headless if window is None else window)
+        outputs += extra_outputs(classifier, source) if extra_outputs else []
     except BaseException:
         for output in outputs:
             output.close()
         source.close()
         raise
-    grabber = FrameGrabber(source, reconnect=cfg.reconnect).start()
-    on_change = ChangeCommand(cfg.on_change) if cfg.on_change else None
     stats = RunStats()
-    try:
-        for frame, result in stream(classifier, grabber, cfg, stop):
-            stats.add(result.latency_ms)
-            pixels = any(o.wants_pixels for o in outputs)  # per frame: a web view wants them only while watched
-            if result.changed:
-                log(f"label: {result.label} ({result.score:.0%})")
-                if on_change:
-                    on_change(result)
-            annotated = None
-            if pixels:
-                annotated = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
-                draw_overlay(annotated, list(result.top), result.fps, result.inference_ms)
+    with FrameGrabber(source, reconnect=cfg.reconnect) as grabber:
+        try:
+            _process(classifier, grabber, cfg, stop, outputs, stats)
+        finally:
             for output in outputs:
-                output.write(result, annotated)
-            if any(o.quit_requested for o in outputs):
-                break
-    finally:
-        grabber.stop()
-        for output in outputs:
-            output.close()
-        summary = stats.summary(grabber.dropped, grabber.reconnects)
-        log(summary_line(summary))
+                output.close()
+            summary = stats.summary(grabber.dropped, grabber.reconnects)
+            log(summary_line(summary))
     return summary
+
+
+def _process(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop: threading.Event | None,
+             outputs: list[Output], stats: RunStats) -> None:
+    """The loop's body: results to every output, the overlay drawn only when someone shows pixels."""
+    on_change = ChangeCommand(cfg.on_change) if cfg.on_change else None
+    for frame, result in stream(classifier, grabber, cfg, stop):
+        stats.add(result.latency_ms)
+        pixels = any(o.wants_pixels for o in outputs)  # per frame: a web view wants them only while watched
+        if result.changed:
+            log(f"label: {result.label} ({result.score:.0%})")
+            if on_change:
+                on_change(result)
+        annotated = None
+        if pixels:
+            annotated = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+            draw_overlay(annotated, list(result.top), result.fps, result.inference_ms)
+        for output in outputs:
+            output.write(result, annotated)
+        if any(o.quit_requested for o in outputs):
+            break

@@ -1,4 +1,4 @@
-"""Where results go, each a separate part: JSON lines, an OpenCV window, a recorded video.
+"""Where results go, each a separate part: JSON lines, the window, a recorded video.
 
 Each output takes the per-frame ``Result`` (and, if it shows pixels, the annotated frame);
 ``close()`` is always called, also on Ctrl-C and SIGTERM, so a recording is finalised.
@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 
 from edgecam.errors import EdgecamError
+from edgecam.console import log
 from edgecam.runtime.result import Result
+from edgecam.runtime.window import Window
 
 
 class Output:
@@ -45,42 +47,24 @@ class JsonLines(Output):
             raise KeyboardInterrupt from None
 
 
-class Window(Output):
-    """An OpenCV window; q or Esc (or closing the window) ends the run."""
+class WindowOutput(Output):
+    """The annotated frames in a window; q or Esc (or closing the window) ends the run."""
 
     wants_pixels = True
 
     def __init__(self, title: str = "edgecam"):
-        self.title = title
+        self.window = Window(title, hint="use --headless or --serve PORT on machines without a display")
         self._quit = False
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            # Checked first: some OpenCV builds abort the process instead of raising.
-            raise EdgecamError("no display to open a window on (DISPLAY is not set); use --headless or --serve PORT")
-        try:
-            # GUI_NORMAL: no toolbar, so the frame is shown 1:1 (and the window stays resizable).
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
-        except cv2.error as exc:
-            raise EdgecamError(
-                f"cannot open a window ({str(exc).strip().splitlines()[-1]}); use --headless on machines without a display"
-            ) from None
-        self._shown = False
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
-        cv2.imshow(self.title, annotated)
-        if not self._shown:
-            cv2.resizeWindow(self.title, annotated.shape[1], annotated.shape[0])
-            self._shown = True
-        key = cv2.waitKey(1) & 0xFF
-        visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
-        self._quit = key in (ord("q"), 27) or visible < 1
+        self._quit = self.window.show(annotated) is None
 
     @property
     def quit_requested(self) -> bool:
         return self._quit
 
     def close(self) -> None:
-        cv2.destroyWindow(self.title)
-        cv2.waitKey(1)
+        self.window.close()
 
 
 class Recorder(Output):
@@ -113,4 +97,4 @@ class Recorder(Output):
         self._writer.release()
         self._writer = None
         os.replace(self._tmp, self.path)
-        print(f"recorded {self.frames} frames to {self.path}", file=sys.stderr)
+        log(f"recorded {self.frames} frames to {self.path}")

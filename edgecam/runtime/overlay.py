@@ -1,4 +1,5 @@
-"""Draw the top labels with confidence bars, the FPS and the inference time onto a frame.
+"""Draw the top labels with confidence bars, the FPS and the inference time onto a frame
+(``draw_overlay``), or plain rows of text (``draw_text_rows``, collect's key help).
 
 Sizes scale with the frame (its height, or its width for tall frames), with a floor so the
 text stays readable on small frames: 9-10 px capitals at 320x240, 13 px at 640x480, 30 px at
@@ -67,6 +68,17 @@ def draw_overlay(bgr: np.ndarray, top: list[tuple[str, float]], fps: float, infe
         cv2.putText(bgr, f"{score:.0%}", (x_bar + bar_w + pad, y), FONT, scale, WHITE, thick, cv2.LINE_AA)
         y += line
     cv2.putText(bgr, status, (pad, y), FONT, scale, WHITE, thick, cv2.LINE_AA)
+    return bgr
+
+
+def draw_text_rows(bgr: np.ndarray, rows: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """Rows of coloured text on a shaded panel at the top left, sized like the overlay."""
+    unit = layout_unit(*bgr.shape[:2])
+    scale, thick, line, pad = 0.6 * unit, max(1, round(1.5 * unit)), round(26 * unit), max(3, round(8 * unit))
+    width = max((_width(text, scale, thick) for text, _ in rows), default=0) + 2 * pad
+    _shade(bgr, 0, 0, min(bgr.shape[1], width), min(bgr.shape[0], pad * 2 + line * len(rows)))
+    for i, (text, color) in enumerate(rows):
+        cv2.putText(bgr, text, (pad, pad + line * (i + 1) - round(6 * unit)), FONT, scale, color, thick, cv2.LINE_AA)
     return bgr
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgecam.console import log
 from edgecam.errors import EdgecamError
+from edgecam.files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 
 
@@ -97,7 +97,7 @@ class ImageFilesSource(Source):
             frame = cv2.imread(str(path), cv2.IMREAD_COLOR)  # applies EXIF orientation
             if frame is not None:
                 return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            print(f"warning: skipping {path}: cannot decode", file=sys.stderr)
+            log(f"warning: skipping {path}: cannot decode")
         return None
 
 

@@ -18,26 +18,28 @@ from __future__ import annotations
 
 import errno
 import hmac
-import ipaddress
 import json
 import secrets
 import socket
-import sys
 import threading
 import time
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from edgecam.errors import ConfigError, EdgecamError
+import cv2
+import numpy as np
+
+from edgecam.config.camera import ServeConfig, is_loopback, parse_address
+from edgecam.console import log as _log
+from edgecam.errors import EdgecamError
 from edgecam.serving.slots import FrameSlot, Latest
 
 STATIC = Path(__file__).with_name("static")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".js": "text/javascript; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
-MIN_TOKEN = 8
+JPEG_QUALITY = 80
 BOUNDARY = "edgecam-frame"
 EVENT_INTERVAL = 0.1  # seconds between two status events to one client (newer states are merged)
 KEEPALIVE = 10.0  # seconds of silence before an event stream sends a comment (finds dead clients)
@@ -55,42 +57,10 @@ class ServeError(EdgecamError):
     """The web view cannot start (port in use, address not on this machine, no token, ...)."""
 
 
-# -- addresses and tokens -------------------------------------------------------------------
-def parse_address(spec: str | int) -> tuple[str, int]:
-    """``"8080"`` → ("127.0.0.1", 8080); ``"0.0.0.0:8080"``, ``"[::1]:8080"``, ``"pi.local:80"``."""
-    text = str(spec).strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    elif ":" in text:
-        host, sep, port = text.rpartition(":")
-        sep = sep if ":" not in host else ""  # IPv6 needs brackets: [::]:8080
-    else:
-        host, sep, port = "127.0.0.1", ":", text
-    if not (sep and host and port.isascii() and port.isdigit() and int(port) <= 65535):
-        raise ConfigError(f"--serve: expected [HOST:]PORT (e.g. 8080, or 0.0.0.0:8080 for every interface), got {text!r}")
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: may resolve to anything, so treat it as reachable
-
-
-def check_token(token: str) -> str:
-    if token and (len(token) < MIN_TOKEN or not token.isprintable() or token != token.strip()):
-        raise ConfigError(f"--token: use at least {MIN_TOKEN} printable characters without surrounding spaces "
-                          "(or leave it out and one is generated)")
-    return token
-
-
-def start_server(page: Page, serve: str, token: str = "") -> WebServer:
-    """Serve ``page`` on ``serve`` ([HOST:]PORT); a non-loopback address gets a generated token if none is given."""
-    host, port = parse_address(serve)
-    token = check_token(token) or ("" if is_loopback(host) else secrets.token_urlsafe(16))
+def start_server(page: Page, cfg: ServeConfig) -> WebServer:
+    """Serve ``page`` on ``cfg.address``; a non-loopback address gets a generated token if none is given."""
+    host, port = parse_address(cfg.address)
+    token = cfg.token or ("" if is_loopback(host) else secrets.token_urlsafe(16))
     return WebServer(page, host, port, token)
 
 
@@ -98,7 +68,9 @@ def start_server(page: Page, serve: str, token: str = "") -> WebServer:
 class Page:
     """One live page: its HTML, the frame slot, a change signal, its status and its actions."""
 
-    html = "live.html"
+    html = "live.html"  # the page's body, in static/; page.html wraps it
+    title = heading = "edgecam"
+    script = "live.js"
 
     def __init__(self):
         self.frames = FrameSlot()
@@ -106,6 +78,13 @@ class Page:
 
     def changed(self) -> None:
         self.changes.publish(None)
+
+    def show(self, bgr: np.ndarray, quality: int = JPEG_QUALITY) -> None:
+        """Encode a BGR frame for the stream, only while someone watches it."""
+        if self.frames.viewers:
+            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok:
+                self.frames.publish(jpeg.tobytes())
 
     def status(self) -> dict:
         return {"viewers": self.frames.viewers}
@@ -134,7 +113,7 @@ class WebServer:
     def __init__(self, page: Page, host: str = "127.0.0.1", port: int = 8080, token: str = "",
                  log: Callable[[str], None] | None = None):
         self.page, self.token = page, token
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.log = log or _log
         self.loopback = is_loopback(host)
         if not self.loopback and not token:
             raise ServeError(f"refusing to serve on {host}:{port} without an access token "
@@ -323,9 +302,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, json.dumps(data).encode(), "application/json", extra)
 
     def _page(self) -> None:
-        body, ctype = self.web.static[self.web.page.html]
+        page = self.web.page
+        frame, ctype = self.web.static["page.html"]  # what every page shares: head, styles, common.js
+        html = (frame.replace(b"{{body}}", self.web.static[page.html][0])
+                .replace(b"{{title}}", page.title.encode()).replace(b"{{script}}", page.script.encode())
+                .replace(b"{{heading}}", page.heading.encode()))
         query = f"?token={quote(self.web.token, safe='')}" if self.web.token else ""
-        self._send(200, body.replace(b"{{query}}", query.encode()), ctype)
+        self._send(200, html.replace(b"{{query}}", query.encode()), ctype)
 
     def _static(self, name: str) -> None:
         entry = self.web.static.get(name)

@@ -13,8 +13,8 @@ from dataclasses import asdict
 import cv2
 import numpy as np
 
-from edgecam.config import AugmentConfig
-from edgecam.runtime.preprocess import fit_to_input
+from edgecam.config.finetune import AugmentConfig
+from edgecam.modelfile.preprocess import fit_to_input
 
 
 def view_rng(seed: int, digest: str, view: int) -> np.random.Generator:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecam.config import ModelConfig
+from edgecam.config.finetune import ModelConfig
 from edgecam.errors import ConfigError
 
 

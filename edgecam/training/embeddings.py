@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,14 +17,16 @@ from typing import Sequence
 
 import numpy as np
 
-from edgecam import fsutil
-from edgecam.config import AugmentConfig, ModelConfig
+from edgecam import files
+from edgecam.console import log, progress_bar
+from edgecam.config.finetune import AugmentConfig, ModelConfig
 from edgecam.data.dataset import Sample
 from edgecam.data.images import load_rgb
 from edgecam.runtime.litert import make_interpreter
-from edgecam.runtime.preprocess import fit_to_input
+from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
 from edgecam.training import augment
 from edgecam.training.backbone import build_backbone, resolve_weights
+from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 
 PREFETCH = 16  # images decoded ahead of the interpreter
 
@@ -42,30 +42,10 @@ def backbone_key(cfg: ModelConfig) -> str:
         with open(weights, "rb") as f:
             weights = hashlib.file_digest(f, "sha256").hexdigest()
     blob = json.dumps(
-        {"backbone": cfg.backbone, "alpha": cfg.alpha, "size": cfg.input_size, "weights": weights, "pre": 2},
+        {"backbone": cfg.backbone, "alpha": cfg.alpha, "size": cfg.input_size, "weights": weights, "pre": PREPROCESSING.version},
         sort_keys=True,
     )
     return f"{cfg.backbone}_{cfg.alpha}_{cfg.input_size}_" + hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def uint8_input_model(model):
-    """Wrap a float 0..255 Keras model so it takes uint8 RGB directly (the export format)."""
-    import keras
-
-    inputs = keras.Input(model.input_shape[1:], dtype="uint8", name="image")
-    return keras.Model(inputs, model(keras.ops.cast(inputs, "float32")), name=model.name)
-
-
-def keras_to_tflite(model, converter_setup=None) -> bytes:
-    """Keras 3 model → TFLite bytes via a SavedModel export (the route Keras 3 supports)."""
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory(prefix="edgecam-export-") as tmp:
-        model.export(tmp, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if converter_setup is not None:
-            converter_setup(converter)
-        return converter.convert()
 
 
 class EmbeddingCache:
@@ -82,8 +62,8 @@ class EmbeddingCache:
     def extractor_path(self) -> Path:
         path = self.dir / "backbone.tflite"
         if not path.exists():
-            print(f"converting {self.cfg.backbone} backbone to TFLite (once per backbone)", file=sys.stderr)
-            fsutil.write_bytes(path, keras_to_tflite(uint8_input_model(build_backbone(self.cfg))))
+            log(f"converting {self.cfg.backbone} backbone to TFLite (once per backbone)")
+            files.write_bytes(path, keras_to_tflite(uint8_input_model(build_backbone(self.cfg))))
         return path
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
@@ -152,7 +132,7 @@ class EmbeddingCache:
                 batch.append(augment.augmented_view(rgb, size, augment_cfg, augment.view_rng(seed, s.digest, v)))
             return batch
 
-        bar = _progress(len(samples) * (1 + views), desc)
+        bar = progress_bar(len(samples) * (1 + views), desc or "", enabled=desc is not None)
         with ThreadPoolExecutor(max_workers=2) as pool:
             for s, i, images in zip(samples, indices, _prefetch(pool, prepare, samples)):
                 vectors = []
@@ -178,7 +158,7 @@ class EmbeddingCache:
 
     @staticmethod
     def _save(path: Path, array: np.ndarray) -> None:
-        with fsutil.atomic_path(path, durable=False) as tmp:
+        with files.atomic_path(path, durable=False) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, array)
 
@@ -194,18 +174,3 @@ def _prefetch(pool, fn, items, ahead: int = PREFETCH):
         yield pending.popleft().result()
 
 
-class _NoBar:
-    def update(self, n): ...
-
-    def close(self): ...
-
-
-def _progress(total: int, desc: str | None):
-    """A tqdm bar on stderr, or nothing when ``desc`` is None (quiet) or tqdm is missing."""
-    if desc is None:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is in the train extra
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)

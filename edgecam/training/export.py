@@ -12,9 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from edgecam import fsutil
+from edgecam import files
 from edgecam.modelfile.metadata import ModelInfo, embed_metadata
-from edgecam.training.embeddings import keras_to_tflite, uint8_input_model
+from edgecam.modelfile.preprocess import PREPROCESSING
+from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 
 
 def _int8_setup(calibration: np.ndarray) -> Callable:
@@ -60,7 +61,7 @@ def convert(model, quantization: str, calibration: np.ndarray | None = None) -> 
 def write_model(path: Path, tflite: bytes, info: ModelInfo) -> int:
     """Embed metadata and write atomically; returns the file size."""
     data = embed_metadata(tflite, info)
-    fsutil.write_bytes(path, data)
+    files.write_bytes(path, data)
     return len(data)
 
 
@@ -72,7 +73,7 @@ def model_info(name: str, labels: tuple[str, ...], extra: dict) -> ModelInfo:
         name=name,
         description=(
             f"Image classifier ({', '.join(labels)}) fine-tuned with edgecam {__version__}. "
-            "Input: uint8 RGB pixels, centre-cropped and resized; scaling is inside the model."
+            f"Input: {PREPROCESSING.summary()}."
         ),
         version=__version__,
         author="edgecam",

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecam import configfile, fsutil
-from edgecam.config import FinetuneConfig
+from edgecam import files
+from edgecam.config import loader
+from edgecam.config.finetune import FinetuneConfig
 from edgecam.data.dataset import Dataset, Sample, scan_dataset
 from edgecam.errors import ExportError
-from edgecam.evaluate import evaluate_samples
-from edgecam.modelfile.head import append_softmax_head
+from edgecam.evaluation.evaluate import evaluate_samples
+from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
+from edgecam.training.tflite import append_softmax_head
 from edgecam.training.embeddings import EmbeddingCache, default_cache_dir
 
 
@@ -63,75 +65,91 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     for notice in dataset.notices:
         log(f"note: {notice}")
 
-    import keras
+    from edgecam.training.report import write_report
 
-    from edgecam.report.writer import write_report
-    from edgecam.training import export
-    from edgecam.training.backbone import build_backbone
-    from edgecam.training.head import assemble, train_head
-
-    run_dir = fsutil.next_run_dir(cfg.output, cfg.name)
+    run_dir = files.next_run_dir(cfg.output, cfg.name)
     log(f"run folder: {run_dir}")
-    fsutil.write_text(run_dir / "config.yaml", _yaml(configfile.to_dict(cfg)))
-    labels, train, val, test = dataset.labels, dataset.split("train"), dataset.split("val"), dataset.split("test")
-
+    files.write_text(run_dir / "config.yaml", _yaml(loader.to_dict(cfg)))
     cache = EmbeddingCache(cache_root, cfg.model)
-    views = cfg.train.augment.views
     with timer("embed"):
-        e_train = cache.embeddings(train, views, cfg.train.augment, cfg.train.seed, "embedding train", progress)
-        e_val = cache.embeddings(val, desc="embedding val", progress=progress)[:, 0]
-        e_test = cache.embeddings(test, desc="embedding test", progress=progress)[:, 0] if test else None
+        embedded = _embed(cache, dataset, cfg, progress)
     log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
-
-    y_train, y_val = _labels_of(train), _labels_of(val)
-    with timer("train"):
-        x = e_train.reshape(-1, e_train.shape[-1])
-        y = np.repeat(y_train, e_train.shape[1])
-        head, history = train_head(x, y, e_val, y_val, len(labels), cfg.model.dropout, cfg.train)
-    stages = {"head": history}
-    keras_acc = {"val": _head_accuracy(head, e_val, y_val)}
-    if e_test is not None:
-        keras_acc["test"] = _head_accuracy(head, e_test, _labels_of(test))
-    with timer("build_model"):
-        backbone = build_backbone(cfg.model)
-        model = assemble(backbone, head)
-
-    if cfg.train.fine_tune_layers:
-        from edgecam.training.tune import fine_tune_backbone
-
-        with timer("fine_tune"):
-            stages["fine_tune"], keras_acc = fine_tune_backbone(model, backbone, dataset, cfg)
-
+    model, head, stages, keras_acc = _train(dataset, embedded, cfg, timer)
     with timer("save_keras"):
-        with fsutil.atomic_path(run_dir / "model.keras") as tmp:
-            keras.saving.save_model(model, tmp.with_suffix(".keras"))
-            tmp.with_suffix(".keras").replace(tmp)
-
+        _save_keras(model, run_dir / "model.keras")
     with timer("export"):
         # The float model is the cached backbone .tflite plus the head, unless fine-tuning
         # changed the backbone: then it goes through the converter like the other formats.
         float_tflite = None if cfg.train.fine_tune_layers else append_softmax_head(
             cache.extractor_path().read_bytes(), *head.get_layer("probability").get_weights())
-        model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, export, float_tflite)
-
+        model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, float_tflite)
     with timer("evaluate"):
-        evaluations = {name: evaluate_samples(model_path, samples, labels, desc=f"checking {name}",
+        evaluations = {name: evaluate_samples(model_path, samples, dataset.labels, desc=f"checking {name}",
                                               progress=progress, cache_dir=cache.root / "checks")
-                       for name, samples in (("val", val), ("test", test)) if samples}
+                       for name, samples in (("val", dataset.split("val")), ("test", dataset.split("test")))
+                       if samples}
     result_note = _quality_gate(cfg, keras_acc, evaluations)
     if result_note:  # the metrics below are the rejected int8 model's; model.tflite is float32 now
         exported.update(rejected=result_note, quantization="float32", bytes=exported["float32_bytes"])
-    fsutil.write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in labels))
+    files.write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in dataset.labels))
 
     timer.stages["total"] = round(time.perf_counter() - started, 3)  # all but the report itself
     report = write_report(
         run_dir, cfg, dataset, stages, keras_acc, evaluations, exported, timer.stages,
         cache_stats={"hits": cache.hits, "computed": cache.misses},
     )
-    fsutil.point_link(run_dir.parent / "last", run_dir.name)
+    files.point_link(run_dir.parent / "last", run_dir.name)
     if result_note:
         raise ExportError(result_note)
     return FinetuneResult(run_dir, model_path, report, timer.stages)
+
+
+def _embed(cache: EmbeddingCache, dataset: Dataset, cfg: FinetuneConfig, progress: bool) -> dict[str, np.ndarray]:
+    """Embeddings per split: train (images x views x dim), val and test (images x dim)."""
+    train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
+    out = {"train": cache.embeddings(train, cfg.train.augment.views, cfg.train.augment, cfg.train.seed,
+                                     "embedding train", progress),
+           "val": cache.embeddings(val, desc="embedding val", progress=progress)[:, 0]}
+    if test:
+        out["test"] = cache.embeddings(test, desc="embedding test", progress=progress)[:, 0]
+    return out
+
+
+def _train(dataset: Dataset, embedded: dict[str, np.ndarray], cfg: FinetuneConfig, timer: _Timer):
+    """Head on the cached embeddings, then (optionally) the top backbone layers on the images.
+
+    Returns (the full Keras model, the head, training histories per stage, Keras accuracy per split).
+    """
+    from edgecam.training.backbone import build_backbone
+    from edgecam.training.head import assemble, train_head
+
+    e_train, e_val = embedded["train"], embedded["val"]
+    y_val = _labels_of(dataset.split("val"))
+    with timer("train"):
+        x = e_train.reshape(-1, e_train.shape[-1])
+        y = np.repeat(_labels_of(dataset.split("train")), e_train.shape[1])
+        head, history = train_head(x, y, e_val, y_val, len(dataset.labels), cfg.model.dropout, cfg.train)
+    stages = {"head": history}
+    keras_acc = {"val": _head_accuracy(head, e_val, y_val)}
+    if "test" in embedded:
+        keras_acc["test"] = _head_accuracy(head, embedded["test"], _labels_of(dataset.split("test")))
+    with timer("build_model"):
+        backbone = build_backbone(cfg.model)
+        model = assemble(backbone, head)
+    if cfg.train.fine_tune_layers:
+        from edgecam.training.tune import fine_tune_backbone
+
+        with timer("fine_tune"):
+            stages["fine_tune"], keras_acc = fine_tune_backbone(model, backbone, dataset, cfg)
+    return model, head, stages, keras_acc
+
+
+def _save_keras(model, path: Path) -> None:
+    import keras
+
+    with files.atomic_path(path) as tmp:
+        keras.saving.save_model(model, tmp.with_suffix(".keras"))
+        tmp.with_suffix(".keras").replace(tmp)
 
 
 def _labels_of(samples: list[Sample]) -> np.ndarray:
@@ -145,7 +163,6 @@ def _head_accuracy(head, embeddings: np.ndarray, y: np.ndarray) -> float:
 
 def _calibration_images(dataset: Dataset, cfg: FinetuneConfig) -> np.ndarray:
     from edgecam.data.images import load_rgb
-    from edgecam.runtime.preprocess import fit_to_input
 
     train = dataset.split("train")
     rng = np.random.default_rng(cfg.train.seed)
@@ -154,9 +171,11 @@ def _calibration_images(dataset: Dataset, cfg: FinetuneConfig) -> np.ndarray:
     return np.stack([fit_to_input(load_rgb(train[i].path), size) for i in sorted(picks)])
 
 
-def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict, export,
+def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict,
             float_tflite: bytes | None):
     """Write model.tflite (and model_float32.tflite beside an int8 one, as the fallback)."""
+    from edgecam.training import export
+
     q = cfg.export.quantization
     extra = {
         "edgecam": 1,  # nothing run-specific: the same data, config and seed give the same bytes
@@ -164,7 +183,7 @@ def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_a
         "alpha": cfg.model.alpha,
         "input_size": cfg.model.input_size,
         "quantization": q,
-        "preprocessing": "centre crop to square, resize (INTER_AREA), uint8 RGB; scaling inside the model",
+        "preprocessing": PREPROCESSING.describe((cfg.model.input_size, cfg.model.input_size)),
         "keras_accuracy": keras_acc,
         "dataset_fingerprint": dataset.fingerprint(),
     }

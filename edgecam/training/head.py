@@ -12,7 +12,7 @@ import time
 import keras
 import numpy as np
 
-from edgecam.config import TrainConfig
+from edgecam.config.finetune import TrainConfig
 
 
 class EpochLine(keras.callbacks.Callback):

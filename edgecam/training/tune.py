@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecam.config import FinetuneConfig
+from edgecam.config.finetune import FinetuneConfig
 from edgecam.data.dataset import Dataset, Sample
 from edgecam.data.images import load_rgb
-from edgecam.runtime.preprocess import fit_to_input
+from edgecam.modelfile.preprocess import fit_to_input
 
 
 def _images(samples: list[Sample], size: int) -> tuple[np.ndarray, np.ndarray]:

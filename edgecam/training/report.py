@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
-from edgecam import configfile, fsutil
-from edgecam.config import FinetuneConfig
+from edgecam import files
+from edgecam.config import loader
+from edgecam.config.finetune import FinetuneConfig
 from edgecam.data.dataset import Dataset
-from edgecam.evaluate import predictions_csv
-from edgecam.report.plots import confusion_matrix_png, training_curves_png
+from edgecam.evaluation.evaluate import predictions_csv
+from edgecam.plots import confusion_matrix_png, training_curves_png
 
 PACKAGES = ("edgecam", "tensorflow", "keras", "ai-edge-litert", "numpy", "opencv-python", "pillow")
 
@@ -36,7 +36,7 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
         "run_dir": str(run_dir),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": cfg.train.seed,
-        "config": configfile.to_dict(cfg),
+        "config": loader.to_dict(cfg),
         "data": {
             "root": str(dataset.root),
             "fingerprint": dataset.fingerprint(),
@@ -60,15 +60,15 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
         "versions": package_versions(),
     }
     for name, ev in evaluations.items():
-        fsutil.write_text(run_dir / f"misclassified_{name}.csv", predictions_csv(ev["misclassified"]))
+        files.write_text(run_dir / f"misclassified_{name}.csv", predictions_csv(ev["misclassified"]))
     main = "test" if "test" in evaluations else "val"
     if main in evaluations:
         m = evaluations[main]["metrics"]
         confusion_matrix_png(m["confusion_matrix"], labels, run_dir / "confusion_matrix.png",
                              f"model.tflite on {main} split: accuracy {m['accuracy']:.1%} ({m['images']} images)")
     training_curves_png(stages, run_dir / "training_curves.png")
-    fsutil.write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    fsutil.write_text(run_dir / "report.md", markdown(report, evaluations))
+    files.write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    files.write_text(run_dir / "report.md", markdown(report, evaluations))
     return report
 
 
@@ -101,7 +101,7 @@ def markdown(report: dict, evaluations: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(str(v) for v in counts.values()) + " |")
     lines += ["", f"Skipped files: {len(data['skipped'])}"]
     lines += [f"- `{s['path']}`: {s['reason']}" for s in data["skipped"]]
-    lines += [f"", f"Duplicate copies dropped: {sum(len(d['paths']) for d in data['duplicates'])}; "
+    lines += ["", f"Duplicate copies dropped: {sum(len(d['paths']) for d in data['duplicates'])}; "
               f"conflicts (same photo under different labels, excluded): {len(data['conflicts'])}"]
     lines += [f"- {', '.join(c['labels'])}: " + ", ".join(f"`{p}`" for p in c["paths"]) for c in data["conflicts"]]
     lines += [f"- note: {n}" for n in data["notices"]]

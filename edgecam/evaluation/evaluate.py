@@ -11,18 +11,17 @@ import csv
 import hashlib
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from edgecam import fsutil
-from edgecam.config import DataConfig
+from edgecam import console, files
+from edgecam.config.finetune import DataConfig
 from edgecam.data.dataset import Sample, scan_dataset
 from edgecam.data.images import ImageDecodeError, load_rgb
 from edgecam.errors import DataError
-from edgecam.metrics import classification_report
+from edgecam.evaluation.metrics import classification_report
 from edgecam.runtime.classifier import Classifier
 
 
@@ -46,7 +45,7 @@ def evaluate_samples(
         raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
     cache = _OutputCache(cache_dir, classifier.path) if cache_dir else None
     y_true, y_pred, rows, skipped = [], [], [], []
-    for s in _progress(samples, desc, progress and not (cache and cache.covers(samples))):
+    for s in console.progress(samples, desc, progress and not (cache and cache.covers(samples))):
         try:
             probs = cache.get(s.digest) if cache else None
             if probs is None:
@@ -79,7 +78,7 @@ def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file
     Uses the test/ split when the folder has one, otherwise every image. Folders that are not
     model labels are ignored with a notice.
     """
-    from edgecam.report.plots import confusion_matrix_png
+    from edgecam.plots import confusion_matrix_png
 
     classifier = Classifier(model_path, labels=labels_file)
     root = data_dir / "test" if (data_dir / "test").is_dir() else data_dir
@@ -88,14 +87,14 @@ def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file
         raise DataError(f"{root}: no folder named after a model label ({', '.join(classifier.labels[:5])}, ...)")
     dataset = scan_dataset(DataConfig(path=root, labels=tuple(present)), progress=progress)
     for notice in dataset.notices:
-        print(f"note: {notice}", file=sys.stderr)
+        console.log(f"note: {notice}")
     result = evaluate_samples(classifier, dataset.samples, dataset.labels, progress=progress)
     result["data"] = str(root)
     result["skipped"] += [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]
     out_dir.mkdir(parents=True, exist_ok=True)
-    fsutil.write_text(out_dir / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "predictions"}, indent=2))
-    fsutil.write_text(out_dir / "predictions.csv", predictions_csv(result["predictions"]))
-    fsutil.write_text(out_dir / "misclassified.csv", predictions_csv(result["misclassified"]))
+    files.write_text(out_dir / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "predictions"}, indent=2))
+    files.write_text(out_dir / "predictions.csv", predictions_csv(result["predictions"]))
+    files.write_text(out_dir / "misclassified.csv", predictions_csv(result["misclassified"]))
     accuracy = result["metrics"]["accuracy"]
     confusion_matrix_png(result["metrics"]["confusion_matrix"], classifier.labels, out_dir / "confusion_matrix.png",
                          f"{model_path.name} on {root.name}: accuracy {accuracy:.1%}")
@@ -130,7 +129,7 @@ class _OutputCache:
         if not self.dirty or not self.outputs:
             return
         digests = sorted(self.outputs)
-        with fsutil.atomic_path(self.path, durable=False) as tmp:
+        with files.atomic_path(self.path, durable=False) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, digests=np.array(digests), outputs=np.stack([self.outputs[d] for d in digests]))
         self.dirty = False
@@ -142,14 +141,3 @@ def predictions_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _progress(items, desc: str, enabled: bool):
-    if enabled:
-        try:
-            from tqdm import tqdm
-
-            return tqdm(items, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-        except ImportError:
-            pass
-    return items

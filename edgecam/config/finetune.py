@@ -1,4 +1,4 @@
-"""Typed configuration for ``edgecam finetune``; ``configs/example.yaml`` documents every key.
+"""Typed configuration of ``edgecam finetune``; ``configs/example.yaml`` documents every key.
 
 Each library function takes only the section it needs (``DataConfig``, ``TrainConfig``, ...).
 Relative paths are taken from the working directory, as on the command line, and made
@@ -11,10 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from edgecam import configfile
+from edgecam.config import loader
 
 Backbone = Literal["mobilenet_v2", "mobilenet_v1", "mobilenet_v3_small", "mobilenet_v3_large"]
 Quantization = Literal["float32", "float16", "int8"]
+# runs/<EVALUATE_RUNS>/<n>/ holds `edgecam evaluate` results, so no finetune run may take that name.
+EVALUATE_RUNS = "evaluate"
 
 # Width multipliers and input sizes Keras publishes ImageNet weights for.
 ALPHAS = {
@@ -166,12 +168,14 @@ class FinetuneConfig:
     def validate(self):
         if not self.name or "/" in self.name or self.name in (".", ".."):
             return "name", f"must be a plain folder name, got {self.name!r}"
+        if self.name == EVALUATE_RUNS:
+            return "name", f"{EVALUATE_RUNS!r} is where `edgecam evaluate` keeps its results; pick another name"
         return None
 
 
 def load_finetune_config(path: str | Path | None, overrides=()) -> FinetuneConfig:
     """Read and validate a finetune config (``path`` None: defaults) plus ``key=value`` overrides."""
-    cfg = configfile.load(FinetuneConfig, path, overrides)
+    cfg = loader.load(FinetuneConfig, path, overrides)
     return resolve_paths(cfg, Path.cwd())
 
 

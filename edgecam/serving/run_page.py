@@ -10,24 +10,22 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-import cv2
 import numpy as np
 
+from edgecam.config.camera import RunConfig
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.loop import run
 from edgecam.runtime.outputs import Output
 from edgecam.runtime.result import Result
-from edgecam.runtime.settings import RunConfig
-from edgecam.runtime.sources import Source, open_source, quiet_opencv
+from edgecam.runtime.sources import Source
 from edgecam.serving.server import Page, WebServer, start_server
-
-JPEG_QUALITY = 80
 
 
 class RunPage(Page):
     """What ``/api/status`` reports for ``edgecam run``: the latest result and its context."""
 
-    html = "live.html"
+    html, title, script = "live.html", "edgecam live", "live.js"
+    heading = 'edgecam <span id="model" class="dim"></span>'
 
     def __init__(self, model: str, source: str = ""):
         super().__init__()
@@ -36,8 +34,8 @@ class RunPage(Page):
         self.result: Result | None = None
         self.processed = 0
 
-    def attach(self, classifier: Classifier) -> None:
-        self.labels = tuple(classifier.labels)
+    def attach(self, classifier: Classifier, source: Source) -> None:
+        self.labels, self.source = tuple(classifier.labels), source.name
         self.changed()
 
     def status(self) -> dict:
@@ -56,8 +54,8 @@ class RunPage(Page):
 class LiveView(Output):
     """The loop's side of the page: results always, JPEG frames only while someone watches."""
 
-    def __init__(self, page: RunPage, quality: int = JPEG_QUALITY):
-        self.page, self.quality = page, quality
+    def __init__(self, page: RunPage):
+        self.page = page
 
     @property
     def wants_pixels(self) -> bool:  # read per frame: no drawing or encoding for nobody
@@ -66,10 +64,8 @@ class LiveView(Output):
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
         self.page.result = result
         self.page.processed += 1
-        if annotated is not None and self.page.frames.viewers:
-            ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            if ok:
-                self.page.frames.publish(jpeg.tobytes())
+        if annotated is not None:
+            self.page.show(annotated)
         self.page.changed()
 
 
@@ -81,22 +77,13 @@ def serve_run(cfg: RunConfig, stop: threading.Event | None = None, source: Sourc
     ``on_ready`` gets the running server (tests use it to learn a port chosen by the OS).
     """
     page = RunPage(cfg.model)
-    with start_server(page, cfg.serve, cfg.token) as server:
-        opened = None
-        if source is None:
-            quiet_opencv()
-            source = opened = open_source(cfg.source, cfg.size())
-        try:
-            page.source = source.name
+    with start_server(page, cfg.serve) as server:
+
+        def outputs(classifier: Classifier, opened: Source) -> list[Output]:
+            page.attach(classifier, opened)
             server.announce("live view")
             if on_ready:
                 on_ready(server)
+            return [LiveView(page)]
 
-            def outputs(classifier: Classifier) -> list[Output]:
-                page.attach(classifier)
-                return [LiveView(page)]
-
-            return run(cfg, stop=stop, extra_outputs=outputs, source=source)
-        finally:
-            if opened is not None:
-                opened.close()  # also when the model failed to load (run() closes it otherwise)
+        return run(cfg, stop=stop, extra_outputs=outputs, source=source, window=cfg.window and not cfg.headless)

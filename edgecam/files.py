@@ -1,4 +1,5 @@
-"""Files that are either complete or absent: write to a temp file, fsync, rename into place."""
+"""Files: written complete or not at all (temp file, fsync, rename), read with one-line errors,
+run folders that are never reused, and which names count as images."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from edgecam.errors import EdgecamError
+
+# Image files edgecam reads (any letter case), in data folders and image-folder sources alike.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @contextlib.contextmanager
@@ -78,3 +84,15 @@ def point_link(link: Path, target: str) -> None:
         os.replace(tmp, link)
     except OSError:  # filesystems without symlinks: the numbered folder is still there
         tmp.unlink(missing_ok=True)
+
+
+def new_output_dir(path: Path) -> Path:
+    """Create ``path`` for a command's results; an existing folder with files in it is refused.
+
+    Results are never overwritten: a second evaluation goes to a new folder.
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise EdgecamError(f"{path}: already exists and is not empty; name a new folder (results are never overwritten)")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from edgecam import fsutil
+from edgecam import files
 
 
 def _pyplot():
@@ -26,7 +26,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    with fsutil.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 

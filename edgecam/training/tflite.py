@@ -1,16 +1,40 @@
-"""Put a trained softmax head on top of an embedding ``.tflite``, without the TF converter.
+"""Keras → TFLite bytes: the converter route, and a head appended without the converter.
 
-The backbone was converted to TFLite once (it computes the cached embeddings); appending
-FULLY_CONNECTED + SOFTMAX to that graph gives the float32 classifier in milliseconds instead
-of a 20-second SavedModel round trip, and runs exactly the backbone the head was trained on.
+``keras_to_tflite`` goes through a SavedModel (the route Keras 3 supports) and serves both the
+backbone that computes the cached embeddings and the exported classifiers. The backbone is
+converted once; ``append_softmax_head`` adds FULLY_CONNECTED + SOFTMAX to that graph, which
+gives the float32 classifier in milliseconds instead of a 20-second converter round trip, and
+runs exactly the backbone the head was trained on.
 """
 
 from __future__ import annotations
+
+import tempfile
 
 import numpy as np
 
 from edgecam.errors import ModelError
 from edgecam.modelfile._flatbuf import FlatbufferError, pack_tree, unpack_model
+
+
+def uint8_input_model(model):
+    """Wrap a float 0..255 Keras model so it takes uint8 RGB directly (the export format)."""
+    import keras
+
+    inputs = keras.Input(model.input_shape[1:], dtype="uint8", name="image")
+    return keras.Model(inputs, model(keras.ops.cast(inputs, "float32")), name=model.name)
+
+
+def keras_to_tflite(model, converter_setup=None) -> bytes:
+    """Keras 3 model → TFLite bytes via a SavedModel export (the route Keras 3 supports)."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="edgecam-export-") as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if converter_setup is not None:
+            converter_setup(converter)
+        return converter.convert()
 
 
 def _opcode(schema, tree, builtin: int) -> int:

@@ -1,7 +1,8 @@
 """YAML → frozen dataclasses, with errors that name the file, the line and the key.
 
-Generic over any dataclass tree, so ``finetune`` and ``run`` configs share one loader and one
-error style. ``key=value`` overrides (Ultralytics style) go through the same checks as YAML.
+Generic over any dataclass tree, so ``finetune``, ``run`` and ``collect`` share one loader and
+one error style. ``key=value`` overrides (Ultralytics style) and click options go through the
+same checks as YAML; an error in an option names the option as it was typed (``--top-k``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ class _Source:
         self.name = name
         self.lines = lines or {}
         self.overridden: set[tuple[str, ...]] = set()
+        self.options: dict[tuple[str, ...], str] = {}  # key path -> the option that set it
 
     def where(self, path: tuple[str, ...]) -> str:
-        if any(path[: len(p)] == p for p in self.overridden):
+        if any(path[: len(p)] == p or p[: len(path)] == path for p in self.overridden):
             return "command line"
         line = self.lines.get(path)
         return f"{self.name}:{line}" if line else self.name
+
+    def key(self, path: tuple[str, ...]) -> str:
+        """How the user wrote this key: ``--top-k`` for an option, else ``a.b.c``."""
+        if path in self.options and path in self.overridden:
+            return self.options[path]
+        return ".".join(path)
+
+    def error(self, path: tuple[str, ...], message: str) -> ConfigError:
+        return ConfigError(f"{self.where(path)}: {self.key(path)}: {message}")
 
 
 def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
@@ -110,7 +121,7 @@ def build(cls: type[T], data: dict[str, Any], source: _Source, prefix: tuple[str
             path = prefix + (str(key),)
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(fields)})"
-            raise ConfigError(f"{source.where(path)}: {'.'.join(path)}: unknown key{hint}")
+            raise source.error(path, f"unknown key{hint}")
     kwargs = {}
     for name, field in fields.items():
         if name in data:
@@ -124,16 +135,13 @@ def build(cls: type[T], data: dict[str, Any], source: _Source, prefix: tuple[str
         problem = check()
         if problem:
             key, message = problem
-            path = prefix + tuple(key.split("."))
-            raise ConfigError(f"{source.where(path)}: {'.'.join(path)}: {message}")
+            raise source.error(prefix + tuple(key.split(".")), message)
     return obj
 
 
 def _convert(tp: Any, value: Any, source: _Source, path: tuple[str, ...]) -> Any:
     def fail(expected: str) -> ConfigError:
-        return ConfigError(
-            f"{source.where(path)}: {'.'.join(path)}: expected {expected}, got {value!r}"
-        )
+        return source.error(path, f"expected {expected}, got {value!r}")
 
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -169,6 +177,10 @@ def _convert(tp: Any, value: Any, source: _Source, path: tuple[str, ...]) -> Any
             raise fail("a mapping")
         ktp, vtp = get_args(tp)
         return {_convert(ktp, k, source, path): _convert(vtp, v, source, path + (str(k),)) for k, v in value.items()}
+    return _convert_scalar(tp, value, fail)
+
+
+def _convert_scalar(tp: Any, value: Any, fail: typing.Callable[[str], ConfigError]) -> Any:
     if tp is bool:
         if not isinstance(value, bool):
             raise fail("true or false")
@@ -208,20 +220,21 @@ def _describe(tp: Any) -> str:
 
 def load(cls: type[T], path: str | Path | None, overrides: typing.Iterable[str] = ()) -> T:
     """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus ``key=value`` overrides."""
-    data, source = read_yaml(path) if path is not None else ({}, _Source("defaults"))
-    extra = parse_overrides(overrides)
-    if extra:
-        data = merge(data, extra)
-        source.overridden = set(_key_lines_of_dict(extra))
-    return build(cls, data, source)
+    return load_values(cls, path, parse_overrides(overrides))
 
 
-def load_values(cls: type[T], path: str | Path | None, values: dict[str, Any]) -> T:
-    """Like ``load``, with already-typed command-line option values (flat keys) on top."""
+def load_values(cls: type[T], path: str | Path | None, values: dict[str, Any],
+                options: dict[str, str] | None = None) -> T:
+    """Load ``cls`` from a YAML file (or defaults) with command-line values on top.
+
+    ``values`` is nested like the YAML (``{"serve": {"address": "8080"}}``); ``options`` maps a
+    dotted key to the option that sets it (``{"serve.address": "--serve"}``) for error messages.
+    """
     data, source = read_yaml(path) if path is not None else ({}, _Source("defaults"))
     if values:
         data = merge(data, values)
-        source.overridden = {(key,) for key in values}
+        source.overridden = set(_key_lines_of_dict(values))
+    source.options = {tuple(key.split(".")): option for key, option in (options or {}).items()}
     return build(cls, data, source)
 
 

@@ -1,1 +1,0 @@
-"""Run reports: report.json, a Markdown summary and PNG plots."""

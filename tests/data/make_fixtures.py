@@ -1,0 +1,98 @@
+"""Rebuild the tiny ``.tflite`` models the fast tests run (needs the train extra: TensorFlow).
+
+    .venv/bin/python tests/data/make_fixtures.py
+
+Each model takes uint8 RGB and carries edgecam's own metadata (labels, preprocessing), written
+by the exporter's ``model_info`` and ``write_model``, so the fast tests exercise the same
+model contract as a fine-tuned model, in a few kB:
+
+- ``colors.tflite`` / ``colors_int8.tflite``: red, green, blue. Hand-set weights: the label
+  is the frame's dominant colour channel, so tests can predict every answer.
+- ``flowers3.tflite``: daisy, roses, tulips; a small convolution with seeded random weights,
+  for tests that need a model of photos (any answer is one of the three labels).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+COLORS = ("red", "green", "blue")
+FLOWERS = ("daisy", "roses", "tulips")
+
+
+def convert(fn, size: int, int8: bool = False) -> bytes:
+    import tensorflow as tf
+
+    concrete = fn.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
+    if int8:
+        rng = np.random.default_rng(0)
+
+        def frames():  # solid colours spanning 0..255: the uint8 input keeps scale 1, zero point 0
+            for color in [(0, 0, 0), (255, 255, 255)] + [tuple(rng.integers(0, 256, 3)) for _ in range(62)]:
+                yield [np.full((1, size, size, 3), color, np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = frames
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    return converter.convert()
+
+
+def colors_model(int8: bool) -> bytes:
+    """Softmax of 12 x (channel mean - mean of the three), channel means in 0..1."""
+    import tensorflow as tf
+
+    size = 32
+    dtype = tf.float32 if int8 else tf.uint8  # the int8 converter wants a float signature
+
+    class Colors(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], dtype, name="image")])
+        def __call__(self, image):
+            means = tf.reduce_mean(tf.cast(image, tf.float32), axis=[1, 2]) / 255.0
+            return tf.nn.softmax(12.0 * (means - tf.reduce_mean(means, axis=1, keepdims=True)))
+
+    return convert(Colors().__call__, size, int8)
+
+
+def flowers_model() -> bytes:
+    import tensorflow as tf
+
+    size = 64
+    rng = np.random.default_rng(0)
+    kernel = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 8)).astype(np.float32))
+    dense = tf.constant(rng.normal(0, 0.5, (8, len(FLOWERS))).astype(np.float32))
+
+    class Flowers(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.uint8, name="image")])
+        def __call__(self, image):
+            x = tf.cast(image, tf.float32) / 127.5 - 1.0
+            x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=2, padding="VALID"))
+            return tf.nn.softmax(tf.matmul(tf.reduce_mean(x, axis=[1, 2]), dense))
+
+    return convert(Flowers().__call__, size)
+
+
+def write(name: str, tflite: bytes, labels: tuple[str, ...], size: int, what: str) -> None:
+    from edgecam.modelfile.preprocess import PREPROCESSING
+    from edgecam.training.export import model_info, write_model
+
+    extra = {"edgecam": 1, "fixture": what, "input_size": size, "preprocessing": PREPROCESSING.describe((size, size))}
+    written = write_model(HERE / name, tflite, model_info(name.removesuffix(".tflite"), labels, extra))
+    print(f"{HERE / name}: {written} bytes")
+
+
+def main() -> None:
+    write("colors.tflite", colors_model(int8=False), COLORS, 32, "dominant colour, float32")
+    write("colors_int8.tflite", colors_model(int8=True), COLORS, 32, "dominant colour, int8")
+    write("flowers3.tflite", flowers_model(), FLOWERS, 64, "random weights, float32")
+
+
+if __name__ == "__main__":
+    main()
