@@ -25,6 +25,10 @@ class ModelError(EdgecamError):
     """A model file is missing, corrupt, or not an image classifier."""
 
 
+class OutputError(EdgecamError):
+    """A result cannot be written (folder under a file, read-only, full disk, ...)."""
+
+
 class ActionError(EdgecamError):
     """A page action that cannot be done now; ``status`` is the HTTP status the page gets."""
 

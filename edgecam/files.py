@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from edgecam.errors import EdgecamError
+from edgecam.errors import EdgecamError, OutputError
 
 # Image files edgecam reads (any letter case), in data folders and image-folder sources alike.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -23,8 +23,11 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     ``durable=False`` skips the fsync, for caches whose readers check what they load.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -33,8 +36,18 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
             with open(tmp_path, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:  # a full disk, a quota, a folder gone read-only: the write, not the caller
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def make_folder(path: Path) -> None:
+    """``mkdir -p``, failing in one line that names the folder."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create folder ({exc.strerror or exc})") from None
 
 
 def read_user_file(path: Path, what: str, error: type[Exception]) -> bytes:
@@ -64,7 +77,7 @@ def next_run_dir(output: Path, name: str) -> Path:
     ``mkdir`` without ``exist_ok`` makes the claim atomic, so two runs never share a folder.
     """
     parent = output / name
-    parent.mkdir(parents=True, exist_ok=True)
+    make_folder(parent)
     taken = [int(p.name) for p in parent.iterdir() if p.name.isdigit()]
     n = max(taken, default=0) + 1
     while True:
@@ -73,6 +86,8 @@ def next_run_dir(output: Path, name: str) -> Path:
             return parent / str(n)
         except FileExistsError:
             n += 1
+        except OSError as exc:
+            raise OutputError(f"{parent / str(n)}: cannot create folder ({exc.strerror or exc})") from None
 
 
 def point_link(link: Path, target: str) -> None:
@@ -94,5 +109,5 @@ def new_output_dir(path: Path) -> Path:
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise EdgecamError(f"{path}: already exists and is not empty; name a new folder (results are never overwritten)")
-    path.mkdir(parents=True, exist_ok=True)
+    make_folder(path)
     return path

@@ -15,6 +15,8 @@ from edgecam.config import loader
 
 Backbone = Literal["mobilenet_v2", "mobilenet_v1", "mobilenet_v3_small", "mobilenet_v3_large"]
 Quantization = Literal["float32", "float16", "int8"]
+MAX_NAME = 100  # a run name is a folder name: well under any file system's limit
+MAX_SEED = 2**32 - 1  # NumPy's seed range
 # runs/<EVALUATE_RUNS>/<n>/ holds `edgecam evaluate` results, so no finetune run may take that name.
 EVALUATE_RUNS = "evaluate"
 
@@ -130,6 +132,8 @@ class TrainConfig:
         for key in ("learning_rate", "fine_tune_learning_rate"):
             if not 0.0 < getattr(self, key) < 1.0:
                 return key, f"must be between 0 and 1, got {getattr(self, key)}"
+        if not 0 <= self.seed <= MAX_SEED:
+            return "seed", f"must be 0..{MAX_SEED}, got {self.seed}"
         if self.fine_tune_layers < 0:
             return "fine_tune_layers", f"must be 0 or more, got {self.fine_tune_layers}"
         return None
@@ -166,7 +170,10 @@ class FinetuneConfig:
     cache: str = ""
 
     def validate(self):
-        if not self.name or "/" in self.name or self.name in (".", ".."):
+        if len(self.name) > MAX_NAME:
+            return "name", f"at most {MAX_NAME} characters (got {len(self.name)})"
+        if (not self.name or any(c in self.name for c in "/\\") or self.name in (".", "..")
+                or not self.name.isprintable()):
             return "name", f"must be a plain folder name, got {self.name!r}"
         if self.name == EVALUATE_RUNS:
             return "name", f"{EVALUATE_RUNS!r} is where `edgecam evaluate` keeps its results; pick another name"

@@ -66,6 +66,7 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Source]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc})") from None
     try:
+        _refuse_aliases(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -78,6 +79,14 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Source]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data, _Source(str(path), _key_lines(node) if node is not None else {})
+
+
+def _refuse_aliases(text: str, path: Path) -> None:
+    """Aliases (``*name``) can expand exponentially ("billion laughs"); configs never need them."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"{path}:{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not "
+                              "allowed in config files; write the value out")
 
 
 def parse_overrides(pairs: typing.Iterable[str]) -> dict[str, Any]:

@@ -175,6 +175,7 @@ def _unused_folders(
         ignored += [(p, "not train/, val/ or test/") for p in _subfolders(root) if p.name not in SPLITS]
     for split_dir in dirs.values():
         ignored += [(p, "not in labels") for p in _subfolders(split_dir) if p.name not in used]
+        ignored += [(p, "hidden: its name starts with a dot") for p in _hidden_data_folders(split_dir)]
     notices = [f"ignored folder '{p.relative_to(root).as_posix()}' ({why})" for p, why in ignored]
     return [p for p, _ in ignored], notices
 
@@ -198,6 +199,14 @@ def _find_files(
 
 def _subfolders(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name)), key=lambda p: p.name)
+
+
+def _hidden_data_folders(folder: Path) -> list[Path]:
+    """Hidden folders that hold images (``...``, ``.photos``): never used, but worth a word."""
+    def holds_images(path: Path) -> bool:
+        return any(f.suffix.lower() in IMAGE_SUFFIXES and not _hidden(f.name) for f in path.rglob("*"))
+
+    return sorted(p for p in folder.iterdir() if _hidden(p.name) and p.is_dir() and holds_images(p))
 
 
 def _hidden(name: str) -> bool:
@@ -224,7 +233,11 @@ def _walk(folder: Path) -> Iterator[Path]:
         for entry in entries:
             if _hidden(entry.name):
                 continue
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a link loop: not a folder; reading it fails, so it is skipped and listed
+                is_dir = False
+            if is_dir:
                 pending.append(Path(entry.path))
             else:
                 yield Path(entry.path)

@@ -148,8 +148,12 @@ def _save_keras(model, path: Path) -> None:
     import keras
 
     with files.atomic_path(path) as tmp:
-        keras.saving.save_model(model, tmp.with_suffix(".keras"))
-        tmp.with_suffix(".keras").replace(tmp)
+        named = tmp.with_suffix(".keras")  # Keras insists on the suffix
+        try:
+            keras.saving.save_model(model, named)
+            named.replace(tmp)
+        finally:
+            named.unlink(missing_ok=True)
 
 
 def _labels_of(samples: list[Sample]) -> np.ndarray:
