@@ -22,6 +22,7 @@ class _Group(click.Group):
     """Turns library errors and interrupts into one-line messages instead of tracebacks."""
 
     def invoke(self, ctx):
+        _raise_interrupt.signals = []
         signal.signal(signal.SIGTERM, _raise_interrupt)  # lets finally: blocks remove temp files
         try:
             return super().invoke(ctx)
@@ -31,11 +32,16 @@ class _Group(click.Group):
             raise error from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
-            sys.exit(130)
+            # 128 + the signal, as a shell reports it: 143 for SIGTERM (systemd stop), 130 for Ctrl-C.
+            sys.exit(128 + (signal.SIGTERM if signal.SIGTERM in _raise_interrupt.signals else signal.SIGINT))
 
 
 def _raise_interrupt(signum, frame):
+    _raise_interrupt.signals.append(signum)  # which signal it was, even if the interrupt is re-raised
     raise KeyboardInterrupt
+
+
+_raise_interrupt.signals = []
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -315,3 +315,172 @@ def decode_png(png: bytes) -> np.ndarray:
     assert image is not None, "not a PNG"
     return image.astype(np.int16)
 
+
+
+# -- many clients at once, slow clients, and a process' own resources (test_security.py) -------
+def proc_status(field: str, pid: int | str = "self") -> int:
+    """A number from /proc/PID/status: ``VmRSS`` (kB), ``Threads``, ..."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+class PeakRSS(threading.Thread):
+    """Samples this process' resident memory every few ms; ``growth_mb`` is the peak above the start."""
+
+    def __init__(self, interval: float = 0.003):
+        super().__init__(daemon=True)
+        self.interval, self.halt = interval, threading.Event()
+        self.start_kb = self.peak_kb = proc_status("VmRSS")
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            self.peak_kb = max(self.peak_kb, proc_status("VmRSS"))
+
+    def __enter__(self) -> "PeakRSS":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.halt.set()
+        self.join(timeout=5)
+        self.peak_kb = max(self.peak_kb, proc_status("VmRSS"))
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak_kb - self.start_kb) / 1024
+
+
+class Client:
+    """One raw connection of ``many_clients``: its status code (None: no answer) and when it came."""
+
+    def __init__(self, sock):
+        self.sock, self.sent, self.buffer = sock, False, b""
+        self.status: int | None = None
+        self.seconds: float | None = None
+        self.error = ""
+
+
+def many_clients(port: int, request_bytes: bytes, n: int, timeout: float) -> list[Client]:
+    """Open ``n`` connections at once (non-blocking), send ``request_bytes`` on each as soon as it
+    connects and read each status line, all from this thread, until every one has answered or
+    ``timeout`` s have passed. The sockets stay open (the caller closes them: ``close_clients``)."""
+    import selectors
+    import socket
+
+    selector = selectors.DefaultSelector()
+    clients = []
+    for _ in range(n):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        client = Client(sock)
+        selector.register(sock, selectors.EVENT_WRITE, client)
+        clients.append(client)
+    start = time.monotonic()
+    deadline, pending = start + timeout, n
+
+    def done(client: Client, error: str = "") -> None:
+        nonlocal pending
+        client.error, client.seconds = error, time.monotonic() - start
+        selector.unregister(client.sock)
+        pending -= 1
+
+    while pending and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
+            client = key.data
+            try:
+                if not client.sent:
+                    problem = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if problem:
+                        done(client, os.strerror(problem))
+                        continue
+                    client.sock.send(request_bytes)  # a few dozen bytes: fits any send buffer
+                    client.sent = True
+                    selector.modify(client.sock, selectors.EVENT_READ, client)
+                    continue
+                data = client.sock.recv(4096)
+            except OSError as exc:
+                done(client, f"{type(exc).__name__}: {exc}")
+                continue
+            if not data:
+                done(client, "closed without an answer")
+                continue
+            client.buffer += data
+            if b"\r\n" in client.buffer:
+                client.status = int(client.buffer.split(b" ", 2)[1])
+                done(client)
+    selector.close()
+    return clients
+
+
+def close_clients(clients: list[Client]) -> None:
+    for client in clients:
+        client.sock.close()
+
+
+class SlowHeaders(threading.Thread):
+    """Slowloris: ``n`` connections that send request headers one byte per ``interval`` s and never
+    finish them. ``closed[i]`` is when the server closed connection i (seconds after it opened).
+    Stops by itself after ``limit`` s."""
+
+    def __init__(self, port: int, n: int = 50, interval: float = 0.5, limit: float = 20.0):
+        super().__init__(daemon=True)
+        self.port, self.n, self.interval, self.limit = port, n, interval, limit
+        self.closed: dict[int, float] = {}
+        self.connected = threading.Event()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        import socket
+
+        text = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100_000
+        socks = [socket.create_connection(("127.0.0.1", self.port), timeout=5) for _ in range(self.n)]
+        start = time.monotonic()
+        self.connected.set()
+        try:
+            position = 0
+            while not self.halt.is_set() and time.monotonic() - start < self.limit and len(self.closed) < self.n:
+                for i, sock in enumerate(socks):
+                    if i in self.closed:
+                        continue
+                    try:
+                        readable, _, _ = select.select([sock], [], [], 0)
+                        if readable and not sock.recv(4096):
+                            raise ConnectionResetError("closed by the server")
+                        sock.send(text[position:position + 1])
+                    except OSError:
+                        self.closed[i] = time.monotonic() - start
+                position += 1
+                self.halt.wait(self.interval)
+        finally:
+            for sock in socks:
+                sock.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=15)
+
+
+@contextlib.contextmanager
+def served_page(kind: str, camera: Source, dataset: Path | None = None, **settings: Any):
+    """The run page (``kind="run"``, the tiny flowers3 model) or the collect page (``"collect"``,
+    photos into ``dataset``) served from a thread on a free loopback port, once frames come.
+    Yields the running WebServer."""
+    import functools
+
+    from edgecam.collect.session import collect
+    from edgecam.config.camera import CollectConfig, RunConfig, ServeConfig
+    from edgecam.serving.run_page import serve_run
+
+    serve = ServeConfig(address="127.0.0.1:0")
+    if kind == "run":
+        cfg = RunConfig(model=str(DATA / "flowers3.tflite"), serve=serve, **settings)
+        target, ready = functools.partial(serve_run, cfg, source=camera), lambda s: s.page.result is not None
+    else:
+        cfg = CollectConfig(dataset=str(dataset), labels=LABELS, serve=serve, **settings)
+        target, ready = functools.partial(collect, cfg, source=camera), lambda s: s.page.frame >= 0
+    assert cfg.validate() is None
+    with in_thread(target, f"{kind} page", ready, "the first frame") as (server, _):
+        yield server

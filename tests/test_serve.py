@@ -136,6 +136,7 @@ def measure(server: WebServer, reader: StreamReader, seconds: float) -> tuple[fl
     return (frames1 - frames0) / (t1 - t0), (received1 - received0) / (t1 - t0)
 
 
+@pytest.mark.slow  # measures frame rates for 8 s
 def test_stalled_viewer_slows_neither_the_loop_nor_other_viewers():
     """Side by side, same camera rate: one reading viewer, then the same plus one that never reads."""
     rates = {}

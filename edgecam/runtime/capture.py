@@ -3,8 +3,10 @@
 Live sources keep only the newest frame: a slow model sees the present, not a growing
 backlog (the older frames are counted as dropped). Files and image folders lose nothing: a
 short queue keeps the decoder one step ahead. A live source that fails is reopened with
-back-off while the main loop keeps running. ``frames`` is the loop both camera commands
-(``run`` and ``collect``) iterate.
+back-off while the main loop keeps running, for as long as it takes once it has delivered a
+frame; one that never has gives up after ``NEVER_DELIVERED_TRIES`` reopen attempts, and a source
+that ends without a single frame is an error (``frames`` raises it). ``frames`` is the loop both
+camera commands (``run`` and ``collect``) iterate.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from edgecam.console import log as _log
 from edgecam.runtime.sources import Source, SourceError
 
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+NEVER_DELIVERED_TRIES = 3  # reopen attempts for a live source that has not given a single frame
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class FrameGrabber:
         self.reconnect = reconnect and source.live
         self.log = log or _log
         self.captured = self.dropped = self.reconnects = 0
+        self.error: SourceError | None = None  # why the source ended, if it never gave a frame
+        self._blind_tries = 0  # reopen attempts made before the first frame
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Condition()
@@ -69,9 +74,11 @@ class FrameGrabber:
             while not self._stop.is_set():
                 rgb = self.source.read()
                 if rgb is None:
-                    if not self.reconnect or not self._reopen():
-                        break
-                    continue
+                    if self.reconnect and self._reopen():
+                        continue
+                    if not self.captured and not self.error and not self._stop.is_set():
+                        self.error = SourceError(f"{self.source.name}: no frame could be read")
+                    break
                 self._publish(Frame(self.captured, time.time(), rgb))
                 self.captured += 1
         finally:
@@ -95,14 +102,17 @@ class FrameGrabber:
                 continue
 
     def _reopen(self) -> bool:
-        """Reopen a failed live source with growing pauses; False once stopped."""
+        """Reopen a failed live source with growing pauses; False once stopped or given up."""
+        if self._gave_up():
+            return False
         self.log(f"{self.source.name}: no frames, reopening")
         self.source.close()
         attempt = 0
         while not self._stop.is_set():
             delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-            if self._stop.wait(delay):
+            if self._stop.wait(delay) or self._gave_up():
                 return False
+            self._blind_tries += not self.captured
             try:
                 self.source.open()
             except SourceError as exc:
@@ -113,6 +123,13 @@ class FrameGrabber:
             self.log(f"{self.source.name}: reopened")
             return True
         return False
+
+    def _gave_up(self) -> bool:
+        """True (and ``error`` set) once a source that never gave a frame has had its tries."""
+        if self.captured or self._blind_tries < NEVER_DELIVERED_TRIES:
+            return False
+        self.error = SourceError(f"{self.source.name}: no frames after {self._blind_tries} reopen attempts")
+        return True
 
     # -- consumer -------------------------------------------------------------------------
     def get(self, timeout: float = 0.5) -> Frame | None:
@@ -137,6 +154,8 @@ class FrameGrabber:
 def frames(grabber: FrameGrabber, stop: threading.Event, limit: int = 0, pace: float = 0.0) -> Iterator[Frame]:
     """The frames to process, until the source ends, ``stop`` is set or ``limit`` (if > 0) were given.
 
+    Raises the grabber's ``error`` (a SourceError) when the source ended without a single frame.
+
     ``pace`` (seconds) spaces frames out for a consumer that should see a file play at its own
     rate instead of as fast as it decodes (``collect``'s preview).
     """
@@ -145,6 +164,8 @@ def frames(grabber: FrameGrabber, stop: threading.Event, limit: int = 0, pace: f
         frame = grabber.get(timeout=0.5)
         if frame is None:
             if grabber.done:
+                if grabber.error:
+                    raise grabber.error
                 return
             continue
         if pace and given and stop.wait(max(0.0, last + pace - time.perf_counter())):

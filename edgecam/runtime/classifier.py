@@ -2,7 +2,9 @@
 
 Everything it needs comes from the model file: input size and dtype, quantisation parameters,
 labels and normalisation (TFLite metadata). Foreign models without metadata work when given a
-labels file. The interpreter is created once and reused for every frame.
+labels file; what is assumed for them is said once on stderr: [-1, 1] inputs for a float model,
+and softmax for outputs that turn out not to be probabilities (logits). The interpreter is
+created once and reused for every frame.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgecam.console import log
 from edgecam.errors import ModelError
 from edgecam.files import read_user_file
 from edgecam.modelfile.metadata import ModelInfo, read_labels_file, read_metadata
@@ -24,6 +27,9 @@ from edgecam.modelfile.preprocess import PREPROCESSING, Preprocessing
 DEFAULT_MEAN, DEFAULT_STD = (127.5,), (127.5,)
 # First lines of label files that list a background class the model may not output.
 BACKGROUND_NAMES = ("background", "???", "dummy", "__background__")
+# How far outputs may stray from [0, 1] (float rounding, dequantisation) and still be probabilities.
+PROBABILITY_SLACK = 1e-3
+_said: set[str] = set()  # notices already given in this process (benchmark builds one model per thread count)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class Classifier:
         self.labels = self._resolve_labels(labels)
         self.preprocessing = self._preprocessing()
         self.size_bytes = len(content)
+        self._softmax: bool | None = None  # decided on the first inference
+        if self.input_dtype != np.uint8 and not (self.info and self.info.mean and self.info.std):  # DEFAULT_*
+            _say_once(f"{self.path}: no normalisation in the model's metadata: assuming inputs in [-1, 1], "
+                      "(pixel - 127.5) / 127.5 (for another, use a model whose metadata states mean and std)")
 
     # -- model description ------------------------------------------------------------------
     def _check_signature(self) -> tuple[dict, dict]:
@@ -152,14 +162,26 @@ class Classifier:
         return DEFAULT_MEAN, DEFAULT_STD
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
-        """Run one prepared input; returns float probabilities of shape (num_classes,)."""
+        """Run one prepared input; returns float probabilities of shape (num_classes,).
+
+        Outputs outside [0, 1] on the first inference are taken for logits: softmax from then on.
+        (Outputs within [0, 1] that do not sum to 1 stay as they are: sigmoid, multi-label.)
+        """
         self._interpreter.set_tensor(self._input["index"], tensor)
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
         if raw.dtype != np.float32:
             scale, zero = self._output["quantization"]
-            return (raw.astype(np.float32) - zero) * (scale or 1.0)
-        return raw.copy()
+            scores = (raw.astype(np.float32) - zero) * (scale or 1.0)
+        else:
+            scores = raw.copy()
+        if self._softmax is None:
+            low, high = float(scores.min()), float(scores.max())
+            self._softmax = not (-PROBABILITY_SLACK <= low and high <= 1 + PROBABILITY_SLACK)
+            if self._softmax:
+                _say_once(f"{self.path}: outputs are not probabilities (values from {low:.3g} to {high:.3g} on the "
+                          "first frame): applying softmax to them")
+        return _softmax(scores) if self._softmax else scores
 
     def classify(self, rgb: np.ndarray) -> np.ndarray:
         return self.infer(self.prepare(rgb))
@@ -167,6 +189,17 @@ class Classifier:
     def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[Prediction]:
         order = np.argsort(-probabilities, kind="stable")[:k]
         return [Prediction(self.labels[i], int(i), float(probabilities[i])) for i in order]
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    exp = np.exp(scores - scores.max())
+    return (exp / exp.sum()).astype(np.float32)
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log(message)
 
 
 def _read_model(path: Path) -> bytes:

@@ -4,8 +4,8 @@ label-change events that fire only once a new label has held for a while."""
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,19 +58,32 @@ class Decider:
 class ChangeCommand:
     """Runs the user's ``on_change`` command for each announced label, without waiting for it.
 
-    The label and score arrive as EDGECAM_LABEL / EDGECAM_SCORE in the environment (no shell
-    quoting to get wrong). A command still running from the last change is left to finish.
+    As git runs hooks: ``/bin/sh -c COMMAND`` (so ``;``, ``>>`` and ``$VAR`` work), with the label
+    and score as EDGECAM_LABEL / EDGECAM_SCORE in the environment (no quoting to get wrong),
+    stdin from /dev/null and its output on our stderr: stdout stays for the JSON lines. A
+    command still running from the last change is left to finish (that change is skipped).
     """
 
     def __init__(self, command: str):
-        self.argv = shlex.split(command)
+        self.command = command
         self._running: subprocess.Popen | None = None
 
     def __call__(self, decision: Decision) -> None:
         if self._running is not None and self._running.poll() is None:
             return
         env = {**os.environ, "EDGECAM_LABEL": decision.label, "EDGECAM_SCORE": f"{decision.score:.4f}"}
+        out = _stderr_fd()
         try:
-            self._running = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL)
+            self._running = subprocess.Popen(["/bin/sh", "-c", self.command], env=env, stdin=subprocess.DEVNULL,
+                                             stdout=out, stderr=out)
         except OSError as exc:
             log(f"warning: on_change command failed: {exc}")
+
+
+def _stderr_fd() -> int:
+    """The file descriptor behind ``sys.stderr`` (not always 2: the CLI moves native logs off it)."""
+    try:
+        sys.stderr.flush()
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by something without a file (tests)
+        return 2

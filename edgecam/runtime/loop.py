@@ -18,7 +18,7 @@ from edgecam.console import log
 from edgecam.runtime.capture import Frame, FrameGrabber, frames
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.decisions import ChangeCommand, Decider
-from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput
+from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput, close_all
 from edgecam.runtime.overlay import draw_overlay
 from edgecam.runtime.result import Result
 from edgecam.runtime.sources import Source, open_source, quiet_opencv
@@ -85,10 +85,11 @@ def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: Extr
         try:
             _process(classifier, grabber, cfg, stop, outputs, stats)
         finally:
-            for output in outputs:
-                output.close()
+            failed = close_all(outputs)  # e.g. a recording the disk could not hold
             summary = stats.summary(grabber.dropped, grabber.reconnects)
             log(summary_line(summary))
+            if failed:
+                raise failed
     return summary
 
 

@@ -1,7 +1,8 @@
 """Where results go, each a separate part: JSON lines, the window, a recorded video.
 
 Each output takes the per-frame ``Result`` (and, if it shows pixels, the annotated frame);
-``close()`` is always called, also on Ctrl-C and SIGTERM, so a recording is finalised.
+``close()`` is always called, also on Ctrl-C and SIGTERM, so a recording is finalised
+(``close_all``: one output that fails to close does not keep the others open).
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ from edgecam.errors import EdgecamError
 from edgecam.console import log
 from edgecam.runtime.result import Result
 from edgecam.runtime.window import Window
+
+
+def close_all(outputs: "list[Output]") -> Exception | None:
+    """Close every output; returns the first error (for the caller to raise once all are closed)."""
+    first = None
+    for output in outputs:
+        try:
+            output.close()
+        except Exception as exc:  # raised by the caller, once the others are closed
+            first = first or exc
+    return first
 
 
 class Output:
@@ -68,7 +80,12 @@ class WindowOutput(Output):
 
 
 class Recorder(Output):
-    """Writes the annotated frames to a video; the file appears complete, at its name, on close."""
+    """Writes the annotated frames to a video; the file appears complete, at its name, on close.
+
+    cv2.VideoWriter reports no write errors (a full disk leaves a few kB that no player opens),
+    so ``close()`` reads the finished file back: frame count and last frame. A recording that
+    does not hold every frame is removed and raised as an error naming the reason.
+    """
 
     wants_pixels = True
 
@@ -96,5 +113,43 @@ class Recorder(Output):
             return
         self._writer.release()
         self._writer = None
+        problem = missing_frames(self._tmp, self.frames)
+        if problem:
+            reason = write_problem(self._tmp)
+            self._tmp.unlink(missing_ok=True)
+            raise EdgecamError(f"{self.path}: recording failed ({reason}): {problem}, so no video was kept")
         os.replace(self._tmp, self.path)
         log(f"recorded {self.frames} frames to {self.path}")
+
+
+def missing_frames(path: Path, written: int) -> str | None:
+    """What is wrong with a video that should hold ``written`` frames, or None if nothing is."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return "the file cannot be opened"
+        held = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        # One more is fine (a signal can land after a write, before it was counted), and so is one
+        # fewer: containers without a frame count get one estimated from the duration. A full disk
+        # leaves a file that does not open (the index is written last) or far fewer frames.
+        if held < written - 1:
+            return f"it holds {max(held, 0)} of {written} frames"
+        cap.set(cv2.CAP_PROP_POS_FRAMES, held - 1)
+        if not cap.read()[0]:
+            return "its last frame cannot be read"
+        return None
+    finally:
+        cap.release()
+
+
+def write_problem(path: Path) -> str:
+    """Why writing to ``path`` fails (no space, file too large, ...): found by trying once more."""
+    try:
+        with open(path, "ab") as f:
+            f.write(bytes(1 << 16))
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    stats = os.statvfs(path.parent)
+    if stats.f_bavail * stats.f_frsize < 1 << 20:
+        return "no space left on the device"
+    return "the video writer left it incomplete"

@@ -2,13 +2,15 @@
 
 Every source hands out RGB uint8 frames from ``read()`` and returns None when it has nothing
 (end of a file, or a camera that dropped out). ``live`` sources are real-time: the capture
-thread keeps only their newest frame and reopens them when they fail.
+thread keeps only their newest frame and reopens them when they fail. A source's ``name`` and
+its errors never show the password of a stream URL (``redact_url``); only ``open()`` uses it.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -17,12 +19,46 @@ import numpy as np
 from edgecam.console import log
 from edgecam.errors import EdgecamError
 from edgecam.files import IMAGE_SUFFIXES
+from edgecam.runtime.imagesize import image_size
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
+# scheme://rest-of-the-url, anywhere in a text (the URL ends at white space).
+_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(\S*)", re.IGNORECASE)
+# Query parameters IP cameras take credentials in (video.cgi?user=admin&pwd=...).
+_SECRET_PARAM = re.compile(r"([?&;](?:password|passwd|pass|pwd|secret|token|access_token|api_?key|key|auth|sig|"
+                           r"signature)=)[^&;#]*", re.IGNORECASE)
+# Images are decoded at 1/2, 1/4 or 1/8 (libjpeg scales while it decodes) when the longer side
+# stays at or above twice the capture size's longer side, and never above this many pixels.
+MAX_IMAGE_SIDE = 4096
+REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the user info of every URL in it (and password-like query values) as ``***``.
+
+    ``rtsp://admin:pw@cam:554/s`` → ``rtsp://***@cam:554/s``. The user info ends at the last
+    ``@`` before the query, so an unencoded ``@`` or ``/`` in a password is hidden too (an ``@``
+    in a path hides the host as well: better too much than a password).
+    """
+    def hide(match: re.Match) -> str:
+        scheme, rest = match.groups()
+        query = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, query)
+        if at >= 0:
+            rest = "***" + rest[at:]
+        return scheme + _SECRET_PARAM.sub(r"\1***", rest)
+
+    return _URL.sub(hide, text)
 
 
 class SourceError(EdgecamError):
-    """A source that cannot be opened (no camera, missing file, unreachable stream)."""
+    """A source that cannot be opened (no camera, missing file, unreachable stream).
+
+    The message is redacted: whoever builds it may name the URL with its credentials.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(redact_url(message))
 
 
 class Source:
@@ -45,8 +81,8 @@ class OpenCVSource(Source):
     """A camera index, a /dev/video device, a stream URL or a video file, through cv2.VideoCapture."""
 
     def __init__(self, spec: int | str, live: bool, size: tuple[int, int] | None = None):
-        self.spec, self.live, self.size = spec, live, size
-        self.name = f"camera {spec}" if isinstance(spec, int) else str(spec)
+        self.spec, self.live, self.size = spec, live, size  # spec: the real URL, only for opening
+        self.name = f"camera {spec}" if isinstance(spec, int) else redact_url(str(spec))
         self._cap = None
 
     def open(self) -> None:
@@ -81,10 +117,15 @@ class OpenCVSource(Source):
 
 
 class ImageFilesSource(Source):
-    """A folder or glob of still images, one frame each, in name order."""
+    """A folder or glob of still images, one frame each, in name order.
 
-    def __init__(self, paths: list[Path], name: str):
-        self.paths, self.name = paths, name
+    Big JPEGs and PNGs are decoded reduced (``reduced_flag``): a 400-megapixel photo then costs
+    a few megabytes instead of gigabytes (JPEG; a PNG is still decoded whole, then shrunk).
+    """
+
+    def __init__(self, paths: list[Path], name: str, size: tuple[int, int] | None = None):
+        self.paths, self.name = paths, redact_url(name)
+        self.wanted = min(2 * max(size), MAX_IMAGE_SIDE) if size else MAX_IMAGE_SIDE  # longer side
         self._next = 0
 
     def open(self) -> None:
@@ -94,11 +135,21 @@ class ImageFilesSource(Source):
         while self._next < len(self.paths):
             path = self.paths[self._next]
             self._next += 1
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)  # applies EXIF orientation
+            frame = cv2.imread(str(path), reduced_flag(path, self.wanted))  # applies EXIF orientation
             if frame is not None:
                 return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             log(f"warning: skipping {path}: cannot decode")
         return None
+
+
+def reduced_flag(path: Path, wanted: int) -> int:
+    """The cv2.imread flag that decodes ``path`` smallest with its longer side still >= ``wanted``."""
+    size = image_size(path)  # None: not a PNG or JPEG, or a header it cannot read
+    if size:
+        for factor, flag in REDUCED:
+            if max(size) >= wanted * factor:
+                return flag
+    return cv2.IMREAD_COLOR
 
 
 class Picamera2Source(Source):
@@ -165,17 +216,17 @@ def parse_source(spec: str, size: tuple[int, int] = (640, 480)) -> Source:
         files = _image_files(spec)
         if not files:
             raise SourceError(f"{spec}: no images match")
-        return ImageFilesSource(files, spec)
+        return ImageFilesSource(files, spec, size)
     path = Path(spec)
     if path.is_dir():
         files = _image_files(spec)
         if not files:
             raise SourceError(f"{spec}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageFilesSource(files, spec)
+        return ImageFilesSource(files, spec, size)
     if not path.exists():
         raise SourceError(f"{spec}: no such file, folder, camera or stream")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageFilesSource([path], spec)
+        return ImageFilesSource([path], spec, size)
     return OpenCVSource(spec, live=False)
 
 

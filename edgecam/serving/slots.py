@@ -77,12 +77,38 @@ class FrameSlot(Latest):
             return list(self._viewers)
 
     @contextlib.contextmanager
-    def watching(self) -> Iterator[Viewer]:
-        viewer = Viewer()
+    def watching(self, limit: int | None = None) -> Iterator[Viewer | None]:
+        """A place among the viewers, or None when ``limit`` are watching (checked and taken in one step)."""
+        viewer: Viewer | None = Viewer()
         with self._lock:
-            self._viewers.append(viewer)
+            if limit is not None and len(self._viewers) >= limit:
+                viewer = None
+            else:
+                self._viewers.append(viewer)
         try:
             yield viewer
         finally:
-            with self._lock:
-                self._viewers.remove(viewer)
+            if viewer is not None:
+                with self._lock:
+                    self._viewers.remove(viewer)
+
+
+class Places:
+    """At most ``limit`` holders at once (e.g. event streams); taking a place is one step under a lock."""
+
+    def __init__(self, limit: int):
+        self.limit, self.taken = limit, 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[bool]:
+        """True while holding a place; False (and nothing held) when all are taken."""
+        with self._lock:
+            got = self.taken < self.limit
+            self.taken += got
+        try:
+            yield got
+        finally:
+            if got:
+                with self._lock:
+                    self.taken -= 1

@@ -10,6 +10,8 @@ model contract as a fine-tuned model, in a few kB:
   is the frame's dominant colour channel, so tests can predict every answer.
 - ``flowers3.tflite``: daisy, roses, tulips; a small convolution with seeded random weights,
   for tests that need a model of photos (any answer is one of the three labels).
+- ``colors_logits.tflite``: the colours model as foreign models come: float32 input in [-1, 1],
+  raw logits out (no softmax) and no metadata at all (labels from a file: red, green, blue).
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ def colors_model(int8: bool) -> bytes:
     return convert(Colors().__call__, size, int8)
 
 
+def colors_logits_model() -> bytes:
+    """12 x (channel mean - mean of the three), channel means of a [-1, 1] input: logits, no softmax."""
+    import tensorflow as tf
+
+    size = 32
+
+    class ColorsLogits(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")])
+        def __call__(self, image):
+            means = tf.reduce_mean(image, axis=[1, 2])
+            return 12.0 * (means - tf.reduce_mean(means, axis=1, keepdims=True))
+
+    return convert(ColorsLogits().__call__, size)
+
+
 def flowers_model() -> bytes:
     import tensorflow as tf
 
@@ -92,6 +109,9 @@ def main() -> None:
     write("colors.tflite", colors_model(int8=False), COLORS, 32, "dominant colour, float32")
     write("colors_int8.tflite", colors_model(int8=True), COLORS, 32, "dominant colour, int8")
     write("flowers3.tflite", flowers_model(), FLOWERS, 64, "random weights, float32")
+    foreign = HERE / "colors_logits.tflite"  # no metadata: written as the converter made it
+    foreign.write_bytes(colors_logits_model())
+    print(f"{foreign}: {foreign.stat().st_size} bytes")
 
 
 if __name__ == "__main__":
