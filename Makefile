@@ -1,11 +1,17 @@
 # The two commands the README promises:
-#   make demo   install, fine-tune flowers on defaults, export, evaluate, print where results are
+#   make demo   install, get the flowers photos if needed, fine-tune on defaults, export, evaluate,
+#               print where results are
 #   make test   install, run the test suite
 VENV   ?= .venv
 SHARED ?= ../shared
 EDGECAM = $(VENV)/bin/edgecam
 # Offline machines (like CI) use the weights in ../shared; with a network Keras downloads them.
 WEIGHTS = $(if $(wildcard $(SHARED)/weights/*.h5),model.weights=$(SHARED)/weights)
+# The flowers photos: ../shared's copy when it is there, else `edgecam datasets get flowers`
+# downloads them once (into ~/.cache/edgecam/datasets) and prints where they are.
+FLOWERS = $(if $(wildcard $(SHARED)/datasets/flowers/train),$(SHARED)/datasets/flowers)
+# More finetune overrides, e.g. make demo DEMO_ARGS="train.epochs=20"
+DEMO_ARGS ?=
 
 .PHONY: install demo test clean
 
@@ -16,8 +22,10 @@ $(VENV)/.installed: pyproject.toml scripts/install.sh
 	touch $@
 
 demo: install
-	$(EDGECAM) finetune configs/flowers.yaml $(WEIGHTS)
-	$(EDGECAM) evaluate runs/flowers/last/model.tflite $(SHARED)/datasets/flowers/test --out runs/flowers/last/evaluate
+	@data="$(FLOWERS)"; [ -n "$$data" ] || data=$$($(EDGECAM) datasets get flowers) || exit 1; \
+	set -x; \
+	$(EDGECAM) finetune configs/flowers.yaml data.path="$$data" $(WEIGHTS) $(DEMO_ARGS) && \
+	$(EDGECAM) evaluate runs/flowers/last/model.tflite "$$data/test" --out runs/flowers/last/evaluate
 	@echo "results: runs/flowers/last/ (report.md, model.tflite, confusion_matrix.png)"
 
 test: install

@@ -55,6 +55,8 @@ def cli():
     Camera:       edgecam run MODEL.tflite [--source ...] [--headless] [--serve PORT]
     Photos:       edgecam collect DATASET_DIR --labels a,b,c [--serve PORT]
     Speed:        edgecam benchmark MODEL.tflite
+    Data:         edgecam datasets get flowers
+    This machine: edgecam doctor [--model MODEL.tflite] [--json]
     """
 
 
@@ -247,6 +249,41 @@ def benchmark(model, runs, thread_counts):
     from edgecam.runtime.benchmark import benchmark_model, format_table
 
     click.echo(format_table(benchmark_model(model, runs=runs, thread_counts=counts)))
+
+
+@cli.group()
+def datasets():
+    """Public datasets, downloaded once into a cache: `edgecam datasets get flowers`."""
+
+
+@datasets.command("get")
+@click.argument("name", metavar="NAME")
+@click.option("--dest", type=click.Path(path_type=Path),
+              help="Folder to put it in [default: $EDGECAM_CACHE/datasets, else ~/.cache/edgecam/datasets].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def datasets_get(name, dest, quiet):
+    """Download dataset NAME (flowers) once, verify it, split it into train/ and test/; print its folder."""
+    from edgecam.datasets import get_dataset
+
+    click.echo(get_dataset(name, dest, progress=not quiet))
+
+
+@cli.command()
+@click.option("--model", type=click.Path(path_type=Path), help="Also check that this .tflite loads, with its labels "
+              "and preprocessing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, for scripts.")
+def doctor(model, as_json):
+    """Check this machine for edgecam: packages, LiteRT, OpenCV, display, cameras, disk, a Pi's power.
+
+    One line per check, with the fix when something is wrong; exit code 1 when something cannot work.
+    """
+    _quiet_native_logs()
+    from edgecam.doctor import failed, format_json, format_text, run_checks
+
+    checks = run_checks(model)
+    click.echo(format_json(checks) if as_json else format_text(checks))
+    if failed(checks):
+        raise SystemExit(1)
 
 
 def _quiet_native_logs() -> None:

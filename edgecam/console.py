@@ -20,21 +20,25 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True):
-    """A bar with ``update(n)`` and ``close()``; a do-nothing one when disabled, empty or without tqdm."""
-    if not enabled or total == 0:
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img"):
+    """A bar with ``update(n)`` and ``close()``; a do-nothing one when disabled, empty or without tqdm.
+
+    ``unit="B"`` counts bytes (shown as kB, MB, ...).
+    """
+    if not enabled or not total:
         return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    scaled = {"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5, **scaled)
 
 
-def progress(items, desc: str, enabled: bool = True):
+def progress(items, desc: str, enabled: bool = True, unit: str = "img"):
     """Iterate ``items`` with a bar (see ``progress_bar``)."""
     items = list(items)
-    bar = progress_bar(len(items), desc, enabled)
+    bar = progress_bar(len(items), desc, enabled, unit)
     try:
         for item in items:
             yield item

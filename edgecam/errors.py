@@ -25,6 +25,10 @@ class ModelError(EdgecamError):
     """A model file is missing, corrupt, or not an image classifier."""
 
 
+class DownloadError(EdgecamError):
+    """A download failed: host unreachable, HTTP error, ended early, checksum mismatch."""
+
+
 class OutputError(EdgecamError):
     """A result cannot be written (folder under a file, read-only, full disk, ...)."""
 

@@ -42,6 +42,11 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         tmp_path.unlink(missing_ok=True)
 
 
+def cache_dir() -> Path:
+    """Where edgecam keeps what it can rebuild (embeddings, downloaded datasets): $EDGECAM_CACHE or ~/.cache/edgecam."""
+    return Path(os.environ.get("EDGECAM_CACHE") or Path.home() / ".cache" / "edgecam")
+
+
 def make_folder(path: Path) -> None:
     """``mkdir -p``, failing in one line that names the folder."""
     try:

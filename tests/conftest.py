@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import DATA, FLOWERS_MINI, SHARED, Chromium  # noqa: F401 (re-exported to the tests)
+from helpers import DATA, FLOWERS_MINI, SHARED, Chromium, need  # noqa: F401 (re-exported to the tests)
 
-# The read-only data and weights that sit beside the repository (../shared), as in CI.
+# The read-only data and weights that sit beside the repository (../shared), as in CI. Tests that
+# need them call need(path) first: without them they skip, in one line saying how to get them.
 WEIGHTS = SHARED / "weights"
+V1_WEIGHTS = WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"  # MobileNet v1 0.25: small, for tests that train
 FLOWERS = SHARED / "datasets" / "flowers"
 # Tiny models committed in tests/data (rebuilt by tests/data/make_fixtures.py): uint8 RGB in,
 # edgecam metadata inside. colors: the dominant channel of the frame (red, green, blue).
@@ -66,11 +68,8 @@ def bad_data_tree(tmp_path: Path) -> types.SimpleNamespace:
     (the two byte-identical copies inside b), ``upper`` (an .JPG photo), ``photo`` (the PIL
     image the CMYK, RGBA and rotated files were made from).
     """
-    flowers_mini = FLOWERS_MINI
-    sources = {label: sorted((flowers_mini / flower).glob("*.jpg")) for label, flower in
+    sources = {label: sorted(need(FLOWERS_MINI / flower).glob("*.jpg")) for label, flower in
                (("a", "daisy"), ("b", "roses"), ("c", "tulips"))}
-    if not all(sources.values()):
-        pytest.skip(f"{flowers_mini} is not available")
     root = tmp_path / "data"
     photos = {}
     for label, files in sources.items():

@@ -32,6 +32,31 @@ FLOWERS_MINI = SHARED / "datasets" / "flowers-mini"
 LABELS = ("daisy", "roses", "tulips")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
+# The parts of the shared folder (../shared, or $EDGECAM_SHARED) tests read: what each is, how to get it.
+SHARED_PARTS = {
+    "datasets/flowers-mini": "10 photos each of daisy, roses and tulips from the flowers set (copy 10 of each from "
+                             "`edgecam datasets get flowers` into DIR/datasets/flowers-mini/<label>/",
+    "datasets/flowers": "TensorFlow's flower photos in train/ and test/ (`edgecam datasets get flowers --dest "
+                        "DIR/datasets`",
+    "weights": "Keras' ImageNet MobileNet weights (Keras downloads them into ~/.keras/models/ on first use of "
+               "model.weights=imagenet; copy them to DIR/weights",
+}
+
+
+def need(path: Path) -> Path:
+    """``path`` (in the shared folder) when it exists; else skip the test in one line: what is missing, how to get it."""
+    if path.exists():
+        return path
+    relative = path.relative_to(SHARED).as_posix()
+    shown = f"../shared/{relative}" if "EDGECAM_SHARED" not in os.environ else str(path)
+    what = next(text for part, text in SHARED_PARTS.items() if relative == part or relative.startswith(part + "/"))
+    message = f"{shown} not found: {what}, then run with EDGECAM_SHARED=DIR; see README, Development)"
+    try:  # reported at the test that needed it (as skip markers are), not at this line
+        skipped = pytest.skip.Exception(message, _use_item_location=True)
+    except TypeError:  # a pytest without that keyword
+        skipped = pytest.skip.Exception(message)
+    raise skipped
+
 
 # -- a camera ---------------------------------------------------------------------------------
 class FakeCamera(Source):
@@ -43,8 +68,8 @@ class FakeCamera(Source):
     live = True
 
     def __init__(self, fps: float = 20.0, folders: tuple[str, ...] = LABELS, size: tuple[int, int] = (640, 480)):
-        if not all((FLOWERS_MINI / name).is_dir() for name in folders):
-            pytest.skip(f"{FLOWERS_MINI} is not available")
+        for name in folders:
+            need(FLOWERS_MINI / name)
         self.name = f"fake camera {fps:g} FPS"
         self.period = 1.0 / fps
         self.photos = {name: [cv2.cvtColor(cv2.resize(cv2.imread(str(p)), size), cv2.COLOR_BGR2RGB)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BLOCK_TENSORFLOW, FLOWERS, NO_HEAVY_MODULES, WEIGHTS  # noqa: F401 (re-exported)
+from conftest import BLOCK_TENSORFLOW, FLOWERS, NO_HEAVY_MODULES, V1_WEIGHTS, WEIGHTS, need  # noqa: F401 (re-exported)
 
 LABELS = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 PHOTO_SIZE = (320, 240)  # (width, height) of most flowers photos: videos are written at this size
@@ -34,8 +34,8 @@ def trained_model(tmp_path_factory) -> types.SimpleNamespace:
     """The session's model: ``path`` (model.tflite), ``run_dir``, ``labels``. Trains on first use."""
     if "model" in _memo:
         return _memo["model"]
-    if not (FLOWERS / "train").is_dir() or not any(WEIGHTS.glob("mobilenet_2_5_224*.h5")):
-        pytest.skip(f"{FLOWERS} or the MobileNet v1 0.25 weights in {WEIGHTS} are not available")
+    need(FLOWERS / "train")
+    need(V1_WEIGHTS)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgecam.config.finetune import load_finetune_config
     from edgecam.training.finetune import finetune
@@ -60,7 +60,7 @@ def trained_model(tmp_path_factory) -> types.SimpleNamespace:
 def upright_photos(label: str, count: int, split: str = "test", size: tuple[int, int] = PHOTO_SIZE) -> list[Path]:
     """The first ``count`` photos of ``label`` (name order) that are exactly ``size`` and need no EXIF rotation."""
     found = []
-    for path in sorted((FLOWERS / split / label).glob("*.jpg")):
+    for path in sorted(need(FLOWERS / split / label).glob("*.jpg")):
         with Image.open(path) as img:
             if img.size == size and img.getexif().get(0x0112, 1) == 1:
                 found.append(path)

@@ -26,11 +26,11 @@ STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 # The top-level modules and sub-packages of edgecam. A new one must be added here (and given
 # its rules), or test_every_part_is_declared fails.
 PARTS = frozenset({"cli", "config", "console", "errors", "files", "plots", "data", "modelfile", "runtime",
-                   "evaluation", "serving", "collect", "training"})
+                   "evaluation", "serving", "collect", "training", "datasets", "doctor"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})  # edgecam/__init__.py, edgecam/__main__.py
 # What runs on a Raspberry Pi (and under `edgecam evaluate` anywhere): never TensorFlow.
 EDGE = frozenset({"runtime", "modelfile", "data", "evaluation", "serving", "collect", "config", "console",
-                  "errors", "files"})
+                  "errors", "files", "datasets", "doctor"})
 HEAVY = frozenset({"tensorflow", "keras", "tf_keras", "matplotlib"})
 
 
@@ -62,6 +62,9 @@ THIRD_PARTY = {
     "errors": allowed(),
     "files": allowed(),
     "plots": allowed({"numpy"}, {"matplotlib"}),
+    "datasets": allowed(),  # downloads with the standard library only: works on any install
+    # doctor tries what a part would import, inside the check that needs it (a missing one is a finding).
+    "doctor": allowed(lazily={"numpy", "cv2"}),
     "cli": allowed({"click"}, {"cv2"}),  # cv2 only to tell people how to install it
     "__main__": allowed(),
     "__init__": allowed(),
@@ -77,6 +80,8 @@ ONLY_PARTS = {
     "errors": set(),
     "files": {"errors"},
     "console": {"errors"},
+    "datasets": {"errors", "files", "console"},
+    "doctor": {"errors", "files", "runtime", "modelfile"},
 }
 # Modules nobody but the listed importers may import.
 PRIVATE = {"edgecam.cli": {"edgecam.cli", "edgecam.__main__"}}

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import BLOCK_TENSORFLOW, FLOWERS_MINI, NO_HEAVY_MODULES, WEIGHTS
+from conftest import BLOCK_TENSORFLOW, FLOWERS_MINI, NO_HEAVY_MODULES, V1_WEIGHTS, WEIGHTS, need
 from helpers import LABELS, FakeCamera, in_thread, isolated_env, request, status_of, wait_until
 from edgecam.cli import cli
 from edgecam.collect.photos import CollectError, Collector, existing_labels
@@ -229,6 +229,7 @@ def test_collected_folder_trains_with_finetune(tmp_path):
             wait_until(lambda: not status_of(server.port)["burst"]["running"], 30, f"the {label} burst")
     assert {label: len(photos_in(root / label)) for label in LABELS} == {label: 8 for label in LABELS}
 
+    need(V1_WEIGHTS)
     args = [sys.executable, "-m", "edgecam", "finetune", "-q", f"data.path={root}", f"model.weights={WEIGHTS}",
             f"output={tmp_path / 'runs'}", f"cache={tmp_path / 'cache'}", "name=collected",
             "model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=5", "train.augment.views=0"]
@@ -292,6 +293,7 @@ def test_collect_cli_errors(tmp_path, monkeypatch):
 
 def test_collect_cli_serves_and_needs_no_window(tmp_path):
     """`collect --serve` on an image folder: starts, prints the page, ends with the folder; no window needed."""
+    need(FLOWERS_MINI / "daisy")
     env = isolated_env(tmp_path, display=False)
     data = tmp_path / "data"
     proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "collect", str(data), "--labels", "mug,keys",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FLOWERS_MINI
+from conftest import FLOWERS_MINI, need
 from edgecam.config.finetune import DataConfig
 from edgecam.data import images
 from edgecam.data.dataset import Dataset, scan_dataset
@@ -395,7 +395,7 @@ def test_scan_index_skips_unchanged_files_and_rechecks_changed_ones(tmp_path, mo
     root = tmp_path / "data"
     for label in ("daisy", "roses"):
         (root / label).mkdir(parents=True)
-        for photo in sorted((FLOWERS_MINI / label).glob("*.jpg"))[:3]:
+        for photo in sorted(need(FLOWERS_MINI / label).glob("*.jpg"))[:3]:
             shutil.copy(photo, root / label / photo.name)
     index = tmp_path / "index.json"
     first = scan_dataset(DataConfig(path=root), progress=False, index_path=index)

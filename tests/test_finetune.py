@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BLOCK_TENSORFLOW, FLOWERS_MINI, NO_HEAVY_MODULES, WEIGHTS
+from conftest import BLOCK_TENSORFLOW, FLOWERS_MINI, NO_HEAVY_MODULES, V1_WEIGHTS, WEIGHTS, need
 from edgecam.config.finetune import load_finetune_config
 from edgecam.modelfile.metadata import read_metadata
 from edgecam.runtime.classifier import Classifier
@@ -29,7 +29,10 @@ SMALL = ["model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=15", "
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """One embedding cache for the session: the backbone is converted once."""
+    """One embedding cache for the session: the backbone is converted once. Every test here uses it, so
+    every test here skips (saying why) without the flowers-mini photos and the v1 0.25 weights."""
+    need(FLOWERS_MINI)
+    need(V1_WEIGHTS)
     return tmp_path_factory.mktemp("embedding-cache")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import COLORS_MODEL, FLOWERS_MINI, WEIGHTS
+from conftest import COLORS_MODEL, FLOWERS_MINI, V1_WEIGHTS, WEIGHTS, need
 from edgecam.cli import cli
 from edgecam.config.finetune import DataConfig, load_finetune_config
 from edgecam.data.dataset import scan_dataset
@@ -146,8 +146,7 @@ def test_evaluate_into_a_folder_under_a_file_is_one_line(tmp_path):
 
 
 def test_finetune_output_under_a_file_is_one_line(tmp_path):
-    if not FLOWERS_MINI.is_dir():
-        pytest.skip(f"{FLOWERS_MINI} is not available")
+    need(FLOWERS_MINI)
     (tmp_path / "file").write_text("not a folder")
     result = CliRunner().invoke(cli, ["finetune", f"data.path={FLOWERS_MINI}", f"output={tmp_path / 'file' / 'runs'}",
                                       f"cache={tmp_path / 'cache'}", "-q"])
@@ -156,8 +155,9 @@ def test_finetune_output_under_a_file_is_one_line(tmp_path):
 
 
 def test_finetune_output_on_a_read_only_filesystem_is_one_line(tmp_path):
-    if not Path("/proc/self").is_dir() or not FLOWERS_MINI.is_dir():
-        pytest.skip("needs /proc and the flowers-mini photos")
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc")
+    need(FLOWERS_MINI)
     result = CliRunner().invoke(cli, ["finetune", f"data.path={FLOWERS_MINI}", "output=/proc/self/edgecam-runs",
                                       f"cache={tmp_path / 'cache'}", "-q"])
     line = one_line_error(result, 1)
@@ -173,8 +173,8 @@ def limited_write(limit_bytes: int):
 @pytest.mark.slow
 def test_finetune_on_a_full_disk_is_one_line_and_leaves_no_temp_file(tmp_path):
     """6 + 9: the run folder holds no half-written or temporary file when a write fails."""
-    if not FLOWERS_MINI.is_dir() or not any(WEIGHTS.glob("mobilenet_2_5_224*.h5")):
-        pytest.skip(f"{FLOWERS_MINI} or the MobileNet v1 0.25 weights in {WEIGHTS} are not available")
+    need(FLOWERS_MINI)
+    need(V1_WEIGHTS)
     args = [sys.executable, "-m", "edgecam", "finetune", "-q", f"data.path={FLOWERS_MINI}", f"model.weights={WEIGHTS}",
             f"output={tmp_path / 'runs'}", f"cache={tmp_path / 'cache'}", "name=full", "model.backbone=mobilenet_v1",
             "model.alpha=0.25", "train.epochs=2", "train.augment.views=0"]

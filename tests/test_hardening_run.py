@@ -13,7 +13,6 @@ import base64
 import contextlib
 import http.server
 import json
-import os
 import re
 import resource
 import signal

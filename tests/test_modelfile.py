@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import COLORS_INT8_MODEL, COLORS_MODEL, FLOWERS3_MODEL, FLOWERS_MINI
+from conftest import COLORS_INT8_MODEL, COLORS_MODEL, FLOWERS3_MODEL, FLOWERS_MINI, need
 from edgecam.cli import cli
 from edgecam.errors import ModelError
 from edgecam.modelfile._flatbuf import pack_tree
@@ -340,9 +340,7 @@ def daisy_png(tmp_path_factory) -> Path:
     """A real daisy photo, resized to the model's 32x32 input (so MediaPipe does not resample)."""
     from PIL import Image
 
-    photos = sorted((FLOWERS_MINI / "daisy").glob("*.jpg"))
-    if not photos:
-        pytest.skip(f"{FLOWERS_MINI} is not available")
+    photos = sorted(need(FLOWERS_MINI / "daisy").glob("*.jpg"))
     path = tmp_path_factory.mktemp("photo") / "daisy.png"
     Image.open(photos[0]).convert("RGB").resize((32, 32), Image.BILINEAR).save(path)
     return path

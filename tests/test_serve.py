@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import BLOCK_TENSORFLOW, FLOWERS3_MODEL, FLOWERS_MINI, NO_HEAVY_MODULES
+from conftest import BLOCK_TENSORFLOW, FLOWERS3_MODEL, FLOWERS_MINI, NO_HEAVY_MODULES, need
 from helpers import (LABELS, FakeCamera, StreamReader, decode_png, in_thread, isolated_env, request, status_of,
                      wait_until)
 from edgecam.cli import cli
@@ -316,7 +316,7 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch):
 
 def test_cli_serves_without_tensorflow_and_without_a_window(tmp_path):
     """`run --serve` opens no window (none is possible here: OpenCV is headless and there is no display)."""
-    photos = str(FLOWERS_MINI / "daisy")
+    photos = str(need(FLOWERS_MINI / "daisy"))
     env = isolated_env(tmp_path, display=False)
     web = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "run", str(FLOWERS3_MODEL), "--source", photos,
                           "--serve", "0"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FLOWERS_MINI, WEIGHTS
+from conftest import FLOWERS_MINI, WEIGHTS, need
 from edgecam.config.finetune import ModelConfig
 from edgecam.data.dataset import Sample
 
@@ -53,8 +53,7 @@ def test_mobilenet_v3_builds_without_weights(backbone, alpha, width):
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory) -> dict[str, Path]:
     """``a``: the v1 0.25 weights; ``a_copy``: the same bytes elsewhere; ``b``: one kernel halved."""
-    if not V1_WEIGHTS.is_file():
-        pytest.skip(f"{V1_WEIGHTS} is not available")
+    need(V1_WEIGHTS)
     h5py = pytest.importorskip("h5py")
     root = tmp_path_factory.mktemp("weights")
     paths = {name: root / name / V1_WEIGHTS.name for name in ("a", "a_copy", "b")}
@@ -87,9 +86,7 @@ def test_the_cache_key_follows_the_weights_content(weight_files):
 def test_embeddings_from_other_weights_are_not_reused(weight_files, tmp_path):
     from edgecam.training.embeddings import EmbeddingCache
 
-    photos = sorted((FLOWERS_MINI / "daisy").glob("*.jpg"))[:2]
-    if len(photos) < 2:
-        pytest.skip(f"{FLOWERS_MINI} is not available")
+    photos = sorted(need(FLOWERS_MINI / "daisy").glob("*.jpg"))[:2]
     samples = [Sample(p, 0, hashlib.sha256(p.read_bytes()).hexdigest(), "train") for p in photos]
     root = tmp_path / "cache"
 

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FLOWERS_MINI, WEIGHTS
+from conftest import FLOWERS_MINI, V1_WEIGHTS, WEIGHTS, need
 from edgecam.runtime.overlay import GREEN, draw_overlay
 
 TOP = [("sunflowers", 0.81), ("dandelion", 0.12), ("daisy", 0.05)]
@@ -211,8 +211,8 @@ def small_model(tmp_path_factory) -> Path:
     from edgecam.config.finetune import load_finetune_config
     from edgecam.training.finetune import finetune
 
-    if not any(FLOWERS_MINI.glob("*/*.jpg")):
-        pytest.skip(f"{FLOWERS_MINI} is not available")
+    need(FLOWERS_MINI)
+    need(V1_WEIGHTS)
     work = tmp_path_factory.mktemp("window-model")
     cfg = load_finetune_config(None, [
         f"data.path={FLOWERS_MINI}", f"model.weights={WEIGHTS}", f"output={work / 'runs'}", f"cache={work / 'cache'}",

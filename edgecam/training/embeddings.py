@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +31,7 @@ PREFETCH = 16  # images decoded ahead of the interpreter
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("EDGECAM_CACHE") or Path.home() / ".cache" / "edgecam")
+    return files.cache_dir()
 
 
 def backbone_key(cfg: ModelConfig) -> str:
