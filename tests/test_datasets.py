@@ -495,13 +495,15 @@ def test_make_demo_on_a_fresh_clone_without_shared_downloads_trains_and_evaluate
     clone, changed = fresh_clone(tmp_path / "work" / "edgecam")
     assert not (clone.parent / "shared").exists() and not (clone / "runs").exists()
     env = env_for(tmp_path, mirror, PYTHONPATH=str(clone), TF_CPP_MIN_LOG_LEVEL="2")
+    for key in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"):  # under `make test`: a make of its own
+        env.pop(key, None)
     which = subprocess.run([venv / "bin" / "python", "-c", "import edgecam; print(edgecam.__file__)"], env=env,
                            cwd=tmp_path, capture_output=True, text=True, check=True)
     assert which.stdout.startswith(str(clone)), which.stdout  # the clone's code, not this work tree's
 
     start = time.monotonic()
     proc = subprocess.run(
-        ["make", "-o", f"{venv}/.installed", "demo", f"VENV={venv}", f"WEIGHTS=model.weights={V1_WEIGHTS}",
+        ["make", "--no-print-directory", "-o", f"{venv}/.installed", "demo", f"VENV={venv}", f"WEIGHTS=model.weights={V1_WEIGHTS}",
          "DEMO_ARGS=model.backbone=mobilenet_v1 model.alpha=0.25 train.epochs=30 train.learning_rate=0.003 "
          "train.augment.views=0"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=1500)
