@@ -207,6 +207,7 @@ def test_out_of_range_values_are_config_errors(override, message):
     assert str(info.value) == message
 
 
+@pytest.mark.slow  # seconds of waiting: keeps the fast tier under a minute
 def test_a_10mb_name_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["finetune", "name=" + "n" * 10_000_000])
     line = one_line_error(result, 2)

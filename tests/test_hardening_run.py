@@ -173,6 +173,7 @@ def test_a_stream_with_credentials_that_fails_to_open_never_shows_the_password(t
     assert PASSWORD not in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow  # seconds of waiting: keeps the fast tier under a minute
 def test_a_stream_with_credentials_is_opened_with_them_and_logged_without(tmp_path):
     """A loopback MJPEG camera that wants Basic auth and drops the connection after 3 frames."""
     jpeg = cv2.imencode(".jpg", cv2.cvtColor(solid("red"), cv2.COLOR_RGB2BGR))[1].tobytes()
@@ -266,6 +267,7 @@ def huge_red_jpeg(tmp_path_factory) -> Path:
     return write_image(path, solid("red", 9000, 12000), cv2.IMWRITE_JPEG_QUALITY, 5)
 
 
+@pytest.mark.slow  # seconds of waiting: keeps the fast tier under a minute
 def test_a_huge_image_is_decoded_reduced(huge_red_jpeg, tmp_path):
     source = parse_source(str(huge_red_jpeg), (640, 480))
     source.open()
@@ -325,6 +327,7 @@ def peak_rss_mb(tmp_path: Path, *args) -> tuple[float, subprocess.CompletedProce
     return int(peak.read_text()) / 1024, proc
 
 
+@pytest.mark.slow  # seconds of waiting: keeps the fast tier under a minute
 def test_a_huge_image_source_needs_little_memory_and_keeps_its_label(huge_red_jpeg, tmp_path):
     small = write_image(tmp_path / "small" / "red.jpg", solid("red", 480, 640))
     base, proc = peak_rss_mb(tmp_path / "small", "run", COLORS_MODEL, "--source", small, "--headless")
@@ -428,6 +431,7 @@ class GarbageHandler(QuietHandler):
             self.multipart([b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8] * 20)
 
 
+@pytest.mark.slow  # seconds of waiting: keeps the fast tier under a minute
 @pytest.mark.parametrize("path, error", [
     ("/plain", "cannot open"),
     ("/parts", "no frames after 3 reopen attempts"),

@@ -317,6 +317,7 @@ def test_event_streams_are_capped(page):
     settle(page, "the event clients to leave")
 
 
+@pytest.mark.slow  # seconds of waiting: keeps the fast tier under a minute
 def test_slow_headers_are_cut_off_and_the_page_still_answers(page, monkeypatch):
     monkeypatch.setattr(limits, "HEADER_TIMEOUT", 2.0)  # still 4 bytes at most before the cut: a slowloris
     assert handler_threads() == 0
@@ -336,6 +337,7 @@ def test_slow_headers_are_cut_off_and_the_page_still_answers(page, monkeypatch):
     settle(page, "the slow clients' threads to end", timeout=3)
 
 
+@pytest.mark.slow  # seconds of waiting: keeps the fast tier under a minute
 def test_connections_beyond_the_cap_get_a_quick_503(page, monkeypatch):
     import socket
 
