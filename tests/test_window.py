@@ -411,3 +411,62 @@ def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
         assert label in text, f"{label!r} not read on screen: {text!r}"
     assert lines[0].startswith(top[0][0]), f"top label {top[0][0]!r} is not first: {lines}"
     assert re.search(r"[\dOo]+\.[\dOo]\s*FPS", text), f"no FPS figure read on screen: {text!r}"
+
+
+def _wait_for_window(env: dict, proc: subprocess.Popen, name: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name], env=env,
+                               capture_output=True, text=True)
+        if found.stdout.split():
+            return found.stdout.split()[0]
+        time.sleep(0.2)
+    pytest.fail(f"no window named {name!r} appeared (exit code {proc.poll()})")
+
+
+def _photos_in(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+
+
+@pytest.mark.slow
+def test_collect_window_saves_a_photo_per_number_key_and_q_quits(xvfb, tmp_path):
+    """`edgecam collect` in a real window (the runtime's Window): 1 and 2 save the frame shown
+    under labels 1 and 2, the key help is drawn on it, and q ends the session."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    red = np.zeros((480, 640, 3), np.uint8)
+    red[:] = (40, 40, 220)  # BGR: a red scene
+    assert cv2.imwrite(str(tmp_path / "red.png"), red)
+    for i in range(900):  # 60 s at the 15 FPS an image folder plays at: far longer than needed
+        (frames / f"{i:04d}.png").symlink_to(tmp_path / "red.png")
+    dataset = tmp_path / "dataset"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QT_QPA")}
+    env["DISPLAY"] = xvfb
+    proc = subprocess.Popen(edgecam_command() + ["collect", str(dataset), "--labels", "mug,keys", "--source", str(frames)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        window = _wait_for_window(env, proc, "^edgecam collect - ")
+        for key, label in (("1", "mug"), ("2", "keys")):
+            subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=30)
+            subprocess.run(["xdotool", "key", key], env=env, check=True, timeout=30)
+            wait_for = time.monotonic() + 20
+            while not _photos_in(dataset / label) and time.monotonic() < wait_for and proc.poll() is None:
+                time.sleep(0.1)
+            assert _photos_in(dataset / label), f"key {key} saved nothing under {label}"
+        shot = screenshot(xvfb, tmp_path / "collect-window.png")
+        wx, wy, ww, wh = window_box(env, window)
+        panel = shot[wy : wy + wh // 4, wx : wx + ww // 3].astype(int)
+        assert (np.abs(panel - (255, 255, 255)).max(axis=2) < 40).any(), "no key help drawn in the window"
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=30)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    for label in ("mug", "keys"):
+        (photo,) = _photos_in(dataset / label)  # one key press, one photo
+        saved = cv2.imread(str(photo))
+        assert saved is not None and saved.shape == (480, 640, 3)
+        assert abs(saved.reshape(-1, 3).mean(axis=0) - (40, 40, 220)).max() < 8  # the raw frame, no overlay
+    assert "saved 2 photos" in err and "train with: edgecam finetune data.path=" in err
