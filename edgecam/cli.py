@@ -154,9 +154,9 @@ def _need_opencv() -> None:
     try:
         import cv2  # noqa: F401
     except ImportError as exc:
-        raise EdgecamError(
-            f"OpenCV is not installed ({exc}): on a Raspberry Pi `sudo apt install python3-opencv` (in a venv "
-            "made with --system-site-packages), elsewhere `pip install 'edgecam[opencv]'`") from None
+        from edgecam.doctor.software import OPENCV_FIX  # the one install hint (doctor says it too)
+
+        raise EdgecamError(f"OpenCV is not installed ({exc}): {OPENCV_FIX}") from None
 
 
 @cli.command(context_settings={"show_default": True})

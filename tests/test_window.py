@@ -316,6 +316,22 @@ def ocr(image: np.ndarray, work: Path) -> str:
     return result.stdout
 
 
+def _wait_for_window(env: dict, proc: subprocess.Popen, name: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name], env=env,
+                               capture_output=True, text=True)
+        if found.stdout.split():
+            return found.stdout.split()[0]
+        time.sleep(0.2)
+    pytest.fail(f"no window named {name!r} appeared (exit code {proc.poll()})")
+
+
+def _press(env: dict, window: str, key: str) -> None:
+    subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=30)
+    subprocess.run(["xdotool", "key", key], env=env, check=True, timeout=30)
+
+
 @pytest.mark.slow
 def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
     from edgecam.runtime.classifier import Classifier
@@ -332,15 +348,7 @@ def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
     shot_path = tmp_path / "window.png"
     try:
         # 1. The window appears (named after the model).
-        window = ""
-        deadline = time.monotonic() + 60
-        while not window and time.monotonic() < deadline and proc.poll() is None:
-            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "^edgecam - "],
-                                   env=env, capture_output=True, text=True)
-            window = found.stdout.split()[0] if found.stdout.split() else ""
-            if not window:
-                time.sleep(0.2)
-        assert window, f"no edgecam window appeared (exit code {proc.poll()})"
+        window = _wait_for_window(env, proc, "^edgecam - ")
 
         # 2. Once it shows frames (the first imshow, which also sets the window's size, follows
         #    the window by a moment), give the FPS figure a second to settle, then take the
@@ -364,8 +372,7 @@ def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
         assert proc.poll() is None, "the run ended before the screenshot"
 
         # 3. q in the window ends the run, long before the frames would have.
-        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=30)
-        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=30)
+        _press(env, window, "q")
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -413,17 +420,6 @@ def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
     assert re.search(r"[\dOo]+\.[\dOo]\s*FPS", text), f"no FPS figure read on screen: {text!r}"
 
 
-def _wait_for_window(env: dict, proc: subprocess.Popen, name: str) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name], env=env,
-                               capture_output=True, text=True)
-        if found.stdout.split():
-            return found.stdout.split()[0]
-        time.sleep(0.2)
-    pytest.fail(f"no window named {name!r} appeared (exit code {proc.poll()})")
-
-
 def _photos_in(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.jpg")) if folder.is_dir() else []
 
@@ -447,8 +443,7 @@ def test_collect_window_saves_a_photo_per_number_key_and_q_quits(xvfb, tmp_path)
     try:
         window = _wait_for_window(env, proc, "^edgecam collect - ")
         for key, label in (("1", "mug"), ("2", "keys")):
-            subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=30)
-            subprocess.run(["xdotool", "key", key], env=env, check=True, timeout=30)
+            _press(env, window, key)
             wait_for = time.monotonic() + 20
             while not _photos_in(dataset / label) and time.monotonic() < wait_for and proc.poll() is None:
                 time.sleep(0.1)
@@ -457,7 +452,7 @@ def test_collect_window_saves_a_photo_per_number_key_and_q_quits(xvfb, tmp_path)
         wx, wy, ww, wh = window_box(env, window)
         panel = shot[wy : wy + wh // 4, wx : wx + ww // 3].astype(int)
         assert (np.abs(panel - (255, 255, 255)).max(axis=2) < 40).any(), "no key help drawn in the window"
-        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=30)
+        _press(env, window, "q")
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

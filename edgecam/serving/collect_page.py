@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from edgecam.config.camera import CollectConfig
 from edgecam.errors import ActionError
-from edgecam.serving.handler import hide_credentials
 from edgecam.serving.server import Page
 
 
@@ -39,7 +38,7 @@ class CollectPage(Page):
             "last": c.last.relative_to(c.root).as_posix() if c.last else None,
             "burst": c.burst_state(),
             "defaults": {"burst": self.cfg.burst, "interval": self.cfg.interval},
-            "source": hide_credentials(self.source),  # a stream URL may carry user:password
+            "source": self.source,  # answers are redacted as they leave (handler._json)
             "viewers": self.frames.viewers,
             "fps": round(self.fps, 1),
             "frame": self.frame,

@@ -18,7 +18,6 @@ from edgecam.runtime.loop import run
 from edgecam.runtime.outputs import Output
 from edgecam.runtime.result import Result
 from edgecam.runtime.sources import Source
-from edgecam.serving.handler import hide_credentials
 from edgecam.serving.server import Page, WebServer, start_server
 
 
@@ -30,13 +29,13 @@ class RunPage(Page):
 
     def __init__(self, model: str, source: str = ""):
         super().__init__()
-        self.model, self.source = model, hide_credentials(source)
+        self.model, self.source = model, source
         self.labels: tuple[str, ...] = ()
         self.result: Result | None = None
         self.processed = 0
 
     def attach(self, classifier: Classifier, source: Source) -> None:
-        self.labels, self.source = tuple(classifier.labels), hide_credentials(source.name)
+        self.labels, self.source = tuple(classifier.labels), source.name
         self.changed()
 
     def status(self) -> dict:
@@ -45,7 +44,7 @@ class RunPage(Page):
             "page": "run",
             "model": self.model,
             "labels": list(self.labels),
-            "source": hide_credentials(self.source),
+            "source": self.source,  # answers are redacted as they leave (handler._json)
             "viewers": self.frames.viewers,
             "frames": self.processed,
             "result": result.to_dict() if result else None,

@@ -30,10 +30,6 @@ from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 PREFETCH = 16  # images decoded ahead of the interpreter
 
 
-def default_cache_dir() -> Path:
-    return files.cache_dir()
-
-
 def backbone_key(cfg: ModelConfig) -> str:
     """Identifies the embedding function: architecture, size and the exact weights."""
     weights = resolve_weights(cfg)

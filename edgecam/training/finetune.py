@@ -21,7 +21,7 @@ from edgecam.errors import ExportError
 from edgecam.evaluation.evaluate import evaluate_samples
 from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
 from edgecam.training.tflite import append_softmax_head
-from edgecam.training.embeddings import EmbeddingCache, default_cache_dir
+from edgecam.training.embeddings import EmbeddingCache
 
 
 @dataclass
@@ -58,7 +58,7 @@ class _Timer:
 def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     """Run the whole workstation pipeline for ``cfg``; raises EdgecamError subclasses on bad input."""
     timer, started = _Timer(), time.perf_counter()
-    cache_root = Path(cfg.cache) if cfg.cache else default_cache_dir()
+    cache_root = Path(cfg.cache) if cfg.cache else files.cache_dir()
     with timer("scan"):  # first, so data errors come before TensorFlow's slow import
         dataset = scan_dataset(cfg.data, progress=progress, index_path=cache_root / "scan-index.json")
     log(dataset.summary_line())
