@@ -68,12 +68,12 @@ def test_live_page_streams_and_updates_in_chromium(browser):
             assert shot.shape[0] > 100 and shot.std() > 20, "stream area is blank"
         assert np.abs(shot1 - shot2).mean() > 2, "the stream did not move"
 
-        # The FPS text follows the loop's sliding-window rate (which moves as frames come).
-        browser.wait_js(f"!['–', {json.dumps(first['fps'])}].includes(document.querySelector('#fps').textContent)"
-                        " && +document.querySelector('#fps').textContent > 0", what="the FPS text to change")
+        # The FPS text follows the loop's rate: the camera's 15 FPS, once the sliding window has
+        # filled (a steady fake camera may show the same figure twice, so no "it changed" check).
+        browser.wait_js("Math.abs(+document.querySelector('#fps').textContent - 15) < 5", what="the FPS text near 15")
         later = {name: browser.text(f"#{name}") for name in ("label", "fps", "frame")}
         assert later["label"] in LABELS and int(later["frame"]) > int(first["frame"])
-        assert later["fps"] != first["fps"]
+        assert abs(float(later["fps"]) - 15) < 5, later
         assert server.page.frames.viewers == 1  # one <img>: one stream
 
         # Phone-sized screens: nothing sticks out sideways, the stream keeps its width.
