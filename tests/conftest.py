@@ -24,6 +24,9 @@ FLOWERS = SHARED / "datasets" / "flowers"
 COLORS_MODEL = DATA / "colors.tflite"
 COLORS_INT8_MODEL = DATA / "colors_int8.tflite"
 FLOWERS3_MODEL = DATA / "flowers3.tflite"
+# The colours models with an unknown score (grey, black, white and other unsaturated frames: unknown).
+COLORS_UNKNOWN_MODEL = DATA / "colors_unknown.tflite"
+COLORS_UNKNOWN_INT8_MODEL = DATA / "colors_unknown_int8.tflite"
 
 # `python -c BLOCK_TENSORFLOW <edgecam args>` runs the edgecam CLI in a Python where importing
 # TensorFlow, Keras or matplotlib fails, as on a Pi, and reports on stderr, as the very last

@@ -42,6 +42,7 @@ from edgecam.modelfile._flatbuf import (
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
 EXTRA_FILE = "edgecam.json"
+UNKNOWN_OUTPUT = "unknown_score"  # optional second output: how unlike the training images a frame is
 MIN_PARSER_VERSION = "1.0.0"
 _METADATA_ID = b"M001"
 
@@ -117,32 +118,39 @@ def embed_metadata(model: bytes, info: ModelInfo) -> bytes:
     files = _associated_files(info)
     try:
         tree = unpack_model(bytes(model))
-        width, height = _check_classifier(tree, info)
-        flatbuffer = pack_model(tree, METADATA_NAME, _build_metadata(info, width, height))
+        width, height, unknown = _check_classifier(tree, info)
+        flatbuffer = pack_model(tree, METADATA_NAME, _build_metadata(info, width, height, unknown))
     except FlatbufferError as exc:
         raise ModelError(f"not a valid TFLite model: {exc}") from None
     return _append_zip(flatbuffer, files)
 
 
-def _check_classifier(tree, info: ModelInfo) -> tuple[int, int]:
-    """(width, height) of the input image; ModelError unless ``tree`` is a 1-in, 1-out classifier."""
+def _check_classifier(tree, info: ModelInfo) -> tuple[int, int, bool]:
+    """(width, height, has unknown score); ModelError unless ``tree`` is a 1-in classifier whose
+    outputs are the probabilities and, optionally, a [1, 1] ``unknown_score``."""
     if not tree.subgraphs:
         raise ModelError("not a valid TFLite model (no subgraph)")
     graph = tree.subgraphs[0]
     inputs, outputs = _ints(graph.inputs), _ints(graph.outputs)
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(
-            f"not an image classifier (expected 1 input and 1 output, got {len(inputs)} and {len(outputs)})"
-        )
     if not all(0 <= i < len(graph.tensors or []) for i in inputs + outputs):
         raise ModelError("not a valid TFLite model (input/output names a missing tensor)")
+    unknown = len(outputs) == 2 and _name(graph.tensors[outputs[1]]) == UNKNOWN_OUTPUT \
+        and _ints(graph.tensors[outputs[1]].shape) == [1, 1]
+    if len(inputs) != 1 or len(outputs) != 1 + unknown:
+        raise ModelError(f"not an image classifier (expected 1 input and 1 output, or a second output "
+                         f"named {UNKNOWN_OUTPUT!r}; got {len(inputs)} and {len(outputs)})")
     in_shape, out_shape = _ints(graph.tensors[inputs[0]].shape), _ints(graph.tensors[outputs[0]].shape)
     if len(in_shape) != 4 or in_shape[3] != 3 or min(in_shape) <= 0:
         raise ModelError(f"not an image classifier (input shape {in_shape}, expected [1, H, W, 3])")
     if not out_shape or min(out_shape) <= 0 or math.prod(out_shape) != out_shape[-1]:
         raise ModelError(f"not an image classifier (output shape {out_shape}, expected [1, N])")
     _check_info(info, out_shape[-1])
-    return in_shape[2], in_shape[1]
+    return in_shape[2], in_shape[1], unknown
+
+
+def _name(tensor) -> str:
+    name = tensor.name
+    return name.decode() if isinstance(name, bytes) else str(name or "")
 
 
 def _ints(values) -> list[int]:
@@ -161,7 +169,7 @@ def _check_info(info: ModelInfo, classes: int) -> None:
         raise ModelError(f"std {info.std} / mean {info.mean}: values must be numbers, std non-zero")
 
 
-def _build_metadata(info: ModelInfo, width: int, height: int) -> bytes:
+def _build_metadata(info: ModelInfo, width: int, height: int, unknown: bool = False) -> bytes:
     w = Writer(2048)
     labels_file = _associated_file(w, LABELS_FILE, "One label per line, in output order.",
                                    _TENSOR_AXIS_LABELS)
@@ -177,9 +185,18 @@ def _build_metadata(info: ModelInfo, width: int, height: int) -> bytes:
         _TM_CONTENT: ("offset", feature_content),
         _TM_FILES: ("offset", w.offsets([labels_file])),
     })
+    outputs = [probability]
+    if unknown:  # described, so that readers that want metadata for every output accept it
+        outputs.append(w.table({
+            _TM_NAME: ("offset", w.string(UNKNOWN_OUTPUT)),
+            _TM_DESCRIPTION: ("offset", w.string(
+                "How unlike the training images the frame is (higher = stranger); "
+                "above the threshold in the edgecam metadata the frame is 'unknown'.")),
+            _TM_CONTENT: ("offset", w.table({0: ("u8", _FEATURE_PROPERTIES), 1: ("offset", w.table({}))})),
+        }))
     subgraph = w.table({
         _SG_INPUTS: ("offset", w.offsets([image])),
-        _SG_OUTPUTS: ("offset", w.offsets([probability])),
+        _SG_OUTPUTS: ("offset", w.offsets(outputs)),
     })
 
     model_files = None

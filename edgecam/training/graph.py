@@ -1,0 +1,226 @@
+"""Small edits to a TFLite graph without the converter: new constants, operators and outputs.
+
+The converter costs ~20 s per call and may rearrange what it is given; these edits append a
+few builtin operators (a classifier head, the unknown score) to a graph that already exists,
+so the exported model runs exactly the backbone the head and the score were fitted on.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from edgecam.errors import ModelError
+from edgecam.modelfile._flatbuf import FlatbufferError, pack_tree, unpack_model
+
+
+class Graph:
+    """The first subgraph of a model, open for appending: ``Graph(bytes) ... .to_bytes()``."""
+
+    def __init__(self, model: bytes):
+        from ai_edge_litert import schema_py_generated as schema
+
+        self.schema = schema
+        try:
+            self.tree = unpack_model(model)
+        except FlatbufferError as exc:
+            raise ModelError(f"model: {exc}") from None
+        self.graph = self.tree.subgraphs[0]
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def outputs(self) -> list[int]:
+        return [int(i) for i in self.graph.outputs]
+
+    def shape(self, tensor: int) -> list[int]:
+        return [int(d) for d in self.graph.tensors[tensor].shape]
+
+    def name(self, tensor: int) -> str:
+        name = self.graph.tensors[tensor].name
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def find_activation(self, layer: str) -> int:
+        """The rank-4 tensor a Keras layer named ``layer`` outputs (the converter keeps the names)."""
+        pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
+        produced = {int(o) for op in self.graph.operators for o in op.outputs}
+        for i in sorted(produced):
+            if len(self.shape(i)) == 4 and pattern.search(self.name(i).split(";")[0]):
+                return i
+        raise ModelError(f"model: no activation of layer {layer!r} in the graph")
+
+    def names_up_to(self, layer: str) -> list[str]:
+        """Output names of the operators from the start through the first one of ``layer``."""
+        pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
+        names = []
+        for op in self.graph.operators:
+            names += [self.name(int(o)) for o in op.outputs]
+            if any(pattern.search(self.name(int(o))) for o in op.outputs):
+                return names
+        raise ModelError(f"model: no operator of layer {layer!r} in the graph")
+
+    # -- writing -----------------------------------------------------------------------------
+    def tensor(self, name: str, shape, dtype: str = "float32", data: np.ndarray | None = None) -> int:
+        s = self.schema
+        tensor = s.TensorT()
+        tensor.name, tensor.shape = name, np.asarray(shape, np.int32)
+        tensor.type = {"float32": s.TensorType.FLOAT32, "float16": s.TensorType.FLOAT16,
+                       "int32": s.TensorType.INT32}[dtype]
+        tensor.buffer = 0
+        if data is not None:
+            buffer = s.BufferT()
+            buffer.data = np.frombuffer(np.ascontiguousarray(data, dtype).tobytes(), np.uint8)
+            self.tree.buffers = list(self.tree.buffers) + [buffer]
+            tensor.buffer = len(self.tree.buffers) - 1
+        self.graph.tensors = list(self.graph.tensors) + [tensor]
+        return len(self.graph.tensors) - 1
+
+    def constant(self, name: str, values: np.ndarray, half: bool = False) -> int:
+        """A float32 constant; ``half`` stores it as float16 behind a DEQUANTIZE (half the bytes)."""
+        values = np.asarray(values, np.float32)
+        if not half:
+            return self.tensor(name, values.shape, data=values)
+        stored = self.tensor(name + "/float16", values.shape, "float16", values.astype(np.float16))
+        return self.op("DEQUANTIZE", [stored], name, values.shape)
+
+    def op(self, kind: str, inputs: list[int], name: str, shape, options=None) -> int:
+        """Append builtin ``kind`` with one new float32 output tensor; returns that tensor."""
+        s = self.schema
+        out = self.tensor(name, shape)
+        op = s.OperatorT()
+        op.opcodeIndex = self._opcode(getattr(s.BuiltinOperator, kind))
+        op.inputs, op.outputs = np.asarray(inputs, np.int32), np.asarray([out], np.int32)
+        if options is not None:
+            op.builtinOptionsType = getattr(s.BuiltinOptions, type(options).__name__.removesuffix("T"))
+            op.builtinOptions = options
+        self.graph.operators = list(self.graph.operators) + [op]
+        return out
+
+    def quantize(self, x: int, scale: float, zero_point: int, name: str) -> int:
+        """QUANTIZE float32 ``x`` to a new uint8 tensor with the given parameters."""
+        s = self.schema
+        out = self.tensor(name, self.shape(x))
+        self.graph.tensors[out].type = s.TensorType.UINT8
+        q = s.QuantizationParametersT()
+        q.scale, q.zeroPoint = np.asarray([scale], np.float32), np.asarray([zero_point], np.int64)
+        self.graph.tensors[out].quantization = q
+        op = s.OperatorT()
+        op.opcodeIndex = self._opcode(s.BuiltinOperator.QUANTIZE)
+        op.inputs, op.outputs = np.asarray([x], np.int32), np.asarray([out], np.int32)
+        self.graph.operators = list(self.graph.operators) + [op]
+        return out
+
+    def as_float(self, tensor: int) -> int:
+        """``tensor`` itself when float32, else its DEQUANTIZE (int8 models' features)."""
+        if self.graph.tensors[tensor].type == self.schema.TensorType.FLOAT32:
+            return tensor
+        return self.op("DEQUANTIZE", [tensor], self.name(tensor).split(";")[0] + "/float", self.shape(tensor))
+
+    def float_features(self, tensor: int) -> int:
+        """``tensor`` as float32; a quantised spatial mean is redone in float from its input, since
+        averaging the dequantised activations keeps the resolution a uint8 result would lose."""
+        if self.graph.tensors[tensor].type == self.schema.TensorType.FLOAT32:
+            return tensor
+        producer = next((op for op in self.graph.operators if tensor in [int(o) for o in op.outputs]), None)
+        if producer is not None and self._kind(producer) == self.schema.BuiltinOperator.MEAN:
+            source = int(producer.inputs[0])
+            if len(self.shape(source)) == 4 and len(self.shape(tensor)) == 2:
+                return self.reduce("MEAN", self.as_float(source), (1, 2), self.name(tensor).split(";")[0] + "/mean",
+                                   keep=False)
+        return self.as_float(tensor)
+
+    def uint8_io(self) -> None:
+        """Make int8 inputs and outputs uint8 (same scale, zero point + 128), as edgecam's int8
+        models have always been: a QUANTIZE in front of each input and after each output."""
+        s = self.schema
+        self.graph.inputs = np.array(self.graph.inputs, np.int32)
+        self.graph.outputs = np.array(self.graph.outputs, np.int32)
+        for position, tensor in enumerate(self.graph.inputs):
+            if self.graph.tensors[tensor].type == s.TensorType.INT8:
+                outer = self._retyped_copy(int(tensor), s.TensorType.UINT8, 128)
+                self._requantize(outer, int(tensor), front=True)
+                self.graph.inputs[position] = outer
+        for position, tensor in enumerate(self.graph.outputs):
+            if self.graph.tensors[tensor].type == s.TensorType.INT8:
+                outer = self._retyped_copy(int(tensor), s.TensorType.UINT8, 128)
+                self._requantize(int(tensor), outer, front=False)
+                self.graph.outputs[position] = outer
+        for signature in self.tree.signatureDefs or []:
+            old_new = dict(zip(self._io_before, list(self.graph.inputs) + list(self.graph.outputs)))
+            for entry in list(signature.inputs or []) + list(signature.outputs or []):
+                entry.tensorIndex = int(old_new.get(entry.tensorIndex, entry.tensorIndex))
+
+    def _retyped_copy(self, tensor: int, dtype: int, shift: int) -> int:
+        if not hasattr(self, "_io_before"):
+            self._io_before = [int(i) for i in self.graph.inputs] + [int(o) for o in self.graph.outputs]
+        old = self.graph.tensors[tensor]
+        new = self.tensor(self.name(tensor), self.shape(tensor))
+        q = self.schema.QuantizationParametersT()
+        q.scale = np.asarray(old.quantization.scale, np.float32)
+        q.zeroPoint = np.asarray(old.quantization.zeroPoint, np.int64) + shift
+        self.graph.tensors[new].type, self.graph.tensors[new].quantization = dtype, q
+        old.name = self.name(tensor) + "/int8"
+        return new
+
+    def _requantize(self, source: int, target: int, front: bool) -> None:
+        op = self.schema.OperatorT()
+        op.opcodeIndex = self._opcode(self.schema.BuiltinOperator.QUANTIZE)
+        op.inputs, op.outputs = np.asarray([source], np.int32), np.asarray([target], np.int32)
+        self.graph.operators = ([op] if front else []) + list(self.graph.operators) + ([] if front else [op])
+
+    def _kind(self, op) -> int:
+        code = self.tree.operatorCodes[op.opcodeIndex]
+        return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+    def set_outputs(self, outputs: list[int], names: list[str | None]) -> None:
+        """New graph outputs, named ``names`` (None: as it is) in the tensors and the signature."""
+        names = [name or self.name(tensor) for tensor, name in zip(outputs, names)]
+        for tensor, name in zip(outputs, names):
+            self.graph.tensors[tensor].name = name
+        self.graph.outputs = np.asarray(outputs, np.int32)
+        for signature in self.tree.signatureDefs or []:
+            entries = []
+            for tensor, name in zip(outputs, names):
+                entry = self.schema.TensorMapT()
+                entry.name, entry.tensorIndex = name, tensor
+                entries.append(entry)
+            signature.outputs = entries
+
+    def to_bytes(self) -> bytes:
+        return pack_tree(self.tree)
+
+    def _opcode(self, builtin: int) -> int:
+        """Index of ``builtin`` in the model's operator codes, adding it if missing."""
+        for i, code in enumerate(self.tree.operatorCodes or []):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return i
+        code = self.schema.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+        self.tree.operatorCodes = list(self.tree.operatorCodes or []) + [code]
+        return len(self.tree.operatorCodes) - 1
+
+    # -- common blocks ---------------------------------------------------------------------------
+    def dense(self, x: int, kernel: np.ndarray, bias: np.ndarray | None, name: str, half: bool = False) -> int:
+        """x [1, D] @ kernel (D, N) + bias → [1, N]."""
+        weights = self.constant(name + "/kernel", np.asarray(kernel, np.float32).T, half)
+        inputs = [x, weights] + ([self.constant(name + "/bias", bias)] if bias is not None else [-1])
+        options = self.schema.FullyConnectedOptionsT()
+        return self.op("FULLY_CONNECTED", inputs, name, (1, kernel.shape[1]), options)
+
+    def reduce(self, kind: str, x: int, axes: tuple[int, ...], name: str, keep: bool = True) -> int:
+        """REDUCE_MAX / MEAN over ``axes``."""
+        shape = [1 if a in axes else d for a, d in enumerate(self.shape(x))] if keep else \
+            [d for a, d in enumerate(self.shape(x)) if a not in axes]
+        options = self.schema.ReducerOptionsT()
+        options.keepDims = keep
+        axis = self.tensor(name + "/axes", (len(axes),), "int32", np.asarray(axes, np.int32))
+        return self.op(kind, [x, axis], name, shape, options)
+
+
+def add_pooled_output(model: bytes, layer: str) -> bytes:
+    """The model with a second output: the spatial mean of layer ``layer``'s activation [1, C]."""
+    g = Graph(model)
+    tap = g.find_activation(layer)
+    pooled = g.reduce("MEAN", g.as_float(tap), (1, 2), f"{layer}/mean", keep=False)
+    g.set_outputs(g.outputs + [pooled], [None, f"{layer}/mean"])
+    return g.to_bytes()
