@@ -65,7 +65,15 @@ def lossless(tmp_path_factory, model, photos):
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     run = rf.edgecam("run", model.path, "--source", video, "--headless", "--hold", "0")
     assert run.returncode == 0, run.stderr[-2000:]
-    return dict(video=video, frames=frames, predictions=rf.predictions_by_name(root / "eval"), run=run)
+    return dict(video=video, frames=frames, predictions=rf.predictions_by_name(root / "eval"), run=run,
+                model=model.path)
+
+
+def decided(result: dict, unknown_threshold: float | None) -> str:
+    """The label a JSON line must carry without --threshold or smoothing: the top label, or "unknown"
+    when the model has a calibrated unknown score above its threshold (issue 9)."""
+    rejected = unknown_threshold is not None and result["unknown_score"] > unknown_threshold
+    return "unknown" if rejected else result["top"][0]["label"]
 
 
 def summary_of(stderr: str) -> re.Match:
@@ -84,6 +92,7 @@ def test_run_headless_on_a_video_without_tensorflow(model, mp4_video):
 
     results = rf.json_lines(proc.stdout)
     assert len(results) == len(rf.read_video(mp4_video)) == 15  # a file loses no frames
+    unknown_threshold = Classifier(model.path).unknown_threshold
     assert [r["frame"] for r in results] == list(range(15))
     for r in results:
         assert {"time", "frame", "top", "label", "fps", "inference_ms"} <= set(r), r
@@ -92,7 +101,8 @@ def test_run_headless_on_a_video_without_tensorflow(model, mp4_video):
         assert len({t["label"] for t in top}) == 3 and {t["label"] for t in top} <= set(model.labels)
         scores = [t["score"] for t in top]
         assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] and scores[0] <= 1
-        assert r["label"] == top[0]["label"]  # no threshold, no smoothing: the decision is the top label
+        # No threshold, no smoothing: the decision is the top label, unless the model rejects the frame.
+        assert r["label"] == decided(r, unknown_threshold)
         assert r["inference_ms"] > 0 and r["fps"] >= 0 and r["time"] > 1e9
     assert results[-1]["fps"] > 0
 
@@ -115,10 +125,12 @@ def test_video_frames_get_the_labels_evaluate_gives_their_photos(lossless, photo
     assert sorted(predictions) == sorted(p.name for p in photos)
     results = rf.json_lines(lossless["run"].stdout)
     assert [r["frame"] for r in results] == list(range(len(photos) * HOLD))
+    unknown_threshold = Classifier(lossless["model"]).unknown_threshold
     for r in results:
         photo = photos[r["frame"] // HOLD]
         expected = predictions[photo.name]
-        assert r["top"][0]["label"] == r["label"] == expected["predicted"], f"frame {r['frame']} ({photo.name})"
+        assert r["top"][0]["label"] == expected["predicted"], f"frame {r['frame']} ({photo.name})"
+        assert r["label"] == decided(r, unknown_threshold), f"frame {r['frame']} ({photo.name})"
         assert r["top"][0]["score"] == pytest.approx(float(expected["score"]), abs=2e-4)
 
     # The check has teeth: the model tells the labels apart and is mostly right on held-out photos.

@@ -168,6 +168,37 @@ def test_below_the_threshold_the_label_is_unknown():
     assert decider.decide(np.array([0.49, 0.26, 0.25], np.float32), 0.3).label == UNKNOWN
 
 
+
+def test_the_models_unknown_score_above_its_threshold_rejects_the_frame():
+    decider = Decider(LABELS, hold=0.0, unknown_threshold=0.4)
+    sure = np.array([0.9, 0.05, 0.05], np.float32)
+    rejected = decider.decide(sure, 0.0, unknown_score=0.41)
+    assert (rejected.label, rejected.score, rejected.changed, rejected.unknown_score) == (UNKNOWN, pytest.approx(0.9), True, 0.41)
+    kept = decider.decide(sure, 0.1, unknown_score=0.4)  # exactly at the threshold is kept
+    assert (kept.label, kept.changed) == ("a", True)
+    assert decider.decide(sure, 0.2, unknown_score=None).label == "a"  # no score: nothing to reject
+    # The score threshold still applies beside it (0 unless given), and a model without a
+    # calibrated threshold rejects nothing whatever its score.
+    assert Decider(LABELS, threshold=0.95, unknown_threshold=0.4).decide(sure, 0.0, 0.1).label == UNKNOWN
+    assert Decider(LABELS).decide(sure, 0.0, unknown_score=1.0).label == "a"
+
+
+def test_the_unknown_score_is_smoothed_like_the_probabilities():
+    decider = Decider(LABELS, smoothing=0.75, unknown_threshold=0.5)
+    assert decider.smooth_unknown(None) is None
+    assert decider.smooth_unknown(1.0) == 1.0  # the first frame starts the average
+    assert decider.smooth_unknown(0.0) == pytest.approx(0.75)
+    assert decider.smooth_unknown(0.0) == pytest.approx(0.5625)
+    assert decider.smooth_unknown(0.0) == pytest.approx(0.421875)  # the same weights as test_smoothing_...
+    # So one odd frame does not flip a steady answer: a single high score after known frames stays known.
+    steady = Decider(LABELS, smoothing=0.75, hold=0.0, unknown_threshold=0.5)
+    for t in range(5):
+        steady.decide(steady.smooth(A), t, steady.smooth_unknown(0.0))
+    assert steady.decide(steady.smooth(A), 5, steady.smooth_unknown(1.0)).label == "a"  # 0.25: still known
+    off = Decider(LABELS, smoothing=0.0)
+    off.smooth_unknown(1.0)
+    assert off.smooth_unknown(0.2) == 0.2
+
 # -- the default camera: Pi camera, then camera 0 ---------------------------------------------------
 @pytest.fixture
 def tries(monkeypatch):

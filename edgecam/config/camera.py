@@ -118,8 +118,9 @@ class RunConfig(CameraConfig):
     record: str = ""
     # Weight of the past in an exponential moving average of the scores (0 = off, 0.8 = steady).
     smoothing: float = 0.0
-    # Below this score the label is "unknown".
-    threshold: float = 0.0
+    # Below this top score the label is "unknown". None (the default) = the model's calibrated
+    # rejection when it has one (an `unknown_score` output), else 0; a number turns that rejection off.
+    threshold: float | None = None
     # Seconds a new label must hold before a change is announced.
     hold: float = 0.5
     # Command to run on each announced change (gets EDGECAM_LABEL and EDGECAM_SCORE).
@@ -139,7 +140,7 @@ class RunConfig(CameraConfig):
             return "top_k", f"must be at least 1, got {self.top_k}"
         if not 0.0 <= self.smoothing < 1.0:
             return "smoothing", f"must be in [0, 1), got {self.smoothing}"
-        if not 0.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             return "threshold", f"must be in [0, 1], got {self.threshold}"
         if self.window and self.headless:
             return "window", "cannot be combined with headless"

@@ -5,10 +5,16 @@ labels and normalisation (TFLite metadata). Foreign models without metadata work
 labels file; what is assumed for them is said once on stderr: [-1, 1] inputs for a float model,
 and softmax for outputs that turn out not to be probabilities (logits). The interpreter is
 created once and reused for every frame.
+
+Open-set models have a second output, ``unknown_score`` ([1, 1], higher = less like anything
+the model was trained on), and their metadata states the threshold calibrated on known images
+(``extra["unknown"]["threshold"]``): a softmax score cannot say "none of these", this can.
+Outputs are found by name, never by order.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,8 @@ DEFAULT_MEAN, DEFAULT_STD = (127.5,), (127.5,)
 BACKGROUND_NAMES = ("background", "???", "dummy", "__background__")
 # How far outputs may stray from [0, 1] (float rounding, dequantisation) and still be probabilities.
 PROBABILITY_SLACK = 1e-3
+# The open-set output's name (exported models carry it beside the probabilities).
+UNKNOWN_OUTPUT = "unknown_score"
 _said: set[str] = set()  # notices already given in this process (benchmark builds one model per thread count)
 
 
@@ -58,9 +66,10 @@ class Classifier:
             self._interpreter = make_interpreter(num_threads, model_content=content)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path}: not a valid TFLite model ({_first_line(exc)})") from None
-        self._input, self._output = self._check_signature()
+        self._input, self._output, self._unknown = self._check_signature()
         self.labels = self._resolve_labels(labels)
         self.preprocessing = self._preprocessing()
+        self.unknown_threshold: float | None = self._unknown_threshold()
         self.size_bytes = len(content)
         self._softmax: bool | None = None  # decided on the first inference
         if self.input_dtype != np.uint8 and not (self.info and self.info.mean and self.info.std):  # DEFAULT_*
@@ -68,15 +77,16 @@ class Classifier:
                       "(pixel - 127.5) / 127.5 (for another, use a model whose metadata states mean and std)")
 
     # -- model description ------------------------------------------------------------------
-    def _check_signature(self) -> tuple[dict, dict]:
+    def _check_signature(self) -> tuple[dict, dict, dict | None]:
+        """(input, probabilities output, ``unknown_score`` output or None)."""
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or not outputs:
             raise ModelError(
                 f"{self.path}: not an image classifier (expected 1 input and 1 output, "
                 f"got {len(inputs)} and {len(outputs)})"
             )
-        inp, out = inputs[0], outputs[0]
+        inp, (out, unknown) = inputs[0], self._split_outputs(outputs)
         shape = tuple(int(d) for d in inp["shape"])
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
             raise ModelError(f"{self.path}: not an image classifier (input shape {list(shape)}, expected [1, H, W, 3])")
@@ -84,7 +94,39 @@ class Classifier:
             raise ModelError(f"{self.path}: unsupported input type {np.dtype(inp['dtype']).name}")
         if np.prod(out["shape"]) != out["shape"][-1]:
             raise ModelError(f"{self.path}: not a classifier (output shape {[int(d) for d in out['shape']]}, expected [1, N])")
-        return inp, out
+        return inp, out, unknown
+
+    def _split_outputs(self, outputs: list[dict]) -> tuple[dict, dict | None]:
+        """The probabilities and the ``unknown_score`` output, by name; ModelError for anything else."""
+        if len(outputs) == 1:
+            return outputs[0], None
+        unknown = [o for o in outputs if o["name"] == UNKNOWN_OUTPUT]
+        others = [o for o in outputs if o["name"] != UNKNOWN_OUTPUT]
+        if (len(outputs) == 2 and len(unknown) == 1 and [int(d) for d in unknown[0]["shape"]] == [1, 1]
+                and unknown[0]["dtype"] in (np.float32, np.uint8, np.int8)):
+            return others[0], unknown[0]
+        got = ", ".join(f"{o['name']} {[int(d) for d in o['shape']]} {np.dtype(o['dtype']).name}" for o in outputs)
+        raise ModelError(f"{self.path}: not an image classifier (expected 1 output, or probabilities and "
+                         f"`{UNKNOWN_OUTPUT}`, got {len(outputs)}: {got})")
+
+    def _unknown_threshold(self) -> float | None:
+        """The calibrated ``unknown_score`` threshold in the metadata (None without the output or a threshold)."""
+        if self._unknown is None:
+            return None
+        stated = self.info.extra.get("unknown") if self.info else None
+        threshold = stated.get("threshold") if isinstance(stated, dict) else None
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and math.isfinite(threshold):
+            return float(threshold)
+        _say_once(f"{self.path}: the model has an `{UNKNOWN_OUTPUT}` output but no calibrated threshold in its "
+                  "metadata: nothing is rejected as unknown by it (--threshold still applies to the top score)")
+        return None
+
+    @property
+    def unknown_keep(self) -> float | None:
+        """Share of known validation images the calibrated threshold keeps (metadata), if stated."""
+        stated = self.info.extra.get("unknown") if self.info and self.unknown_threshold is not None else None
+        keep = stated.get("keep") if isinstance(stated, dict) else None
+        return float(keep) if isinstance(keep, (int, float)) and not isinstance(keep, bool) else None
 
     def _resolve_labels(self, labels) -> tuple[str, ...]:
         n = self.num_classes
@@ -161,34 +203,49 @@ class Classifier:
             return (0.0,), (1.0,)
         return DEFAULT_MEAN, DEFAULT_STD
 
-    def infer(self, tensor: np.ndarray) -> np.ndarray:
-        """Run one prepared input; returns float probabilities of shape (num_classes,).
-
-        Outputs outside [0, 1] on the first inference are taken for logits: softmax from then on.
-        (Outputs within [0, 1] that do not sum to 1 stay as they are: sigmoid, multi-label.)
-        """
+    def infer_all(self, tensor: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Run one prepared input: (probabilities as ``infer`` gives them, dequantised unknown score or None)."""
         self._interpreter.set_tensor(self._input["index"], tensor)
         self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
-        if raw.dtype != np.float32:
-            scale, zero = self._output["quantization"]
-            scores = (raw.astype(np.float32) - zero) * (scale or 1.0)
-        else:
-            scores = raw.copy()
+        scores = _dequantise(self._interpreter.get_tensor(self._output["index"]).reshape(-1), self._output)
         if self._softmax is None:
             low, high = float(scores.min()), float(scores.max())
             self._softmax = not (-PROBABILITY_SLACK <= low and high <= 1 + PROBABILITY_SLACK)
             if self._softmax:
                 _say_once(f"{self.path}: outputs are not probabilities (values from {low:.3g} to {high:.3g} on the "
                           "first frame): applying softmax to them")
-        return _softmax(scores) if self._softmax else scores
+        probs = _softmax(scores) if self._softmax else scores
+        if self._unknown is None:
+            return probs, None
+        raw = self._interpreter.get_tensor(self._unknown["index"]).reshape(-1)
+        return probs, float(_dequantise(raw, self._unknown)[0])
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one prepared input; returns float probabilities of shape (num_classes,).
+
+        Outputs outside [0, 1] on the first inference are taken for logits: softmax from then on.
+        (Outputs within [0, 1] that do not sum to 1 stay as they are: sigmoid, multi-label.)
+        """
+        return self.infer_all(tensor)[0]
 
     def classify(self, rgb: np.ndarray) -> np.ndarray:
         return self.infer(self.prepare(rgb))
 
+    def classify_all(self, rgb: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """(probabilities, unknown score or None) of one HxWx3 uint8 RGB frame."""
+        return self.infer_all(self.prepare(rgb))
+
     def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[Prediction]:
         order = np.argsort(-probabilities, kind="stable")[:k]
         return [Prediction(self.labels[i], int(i), float(probabilities[i])) for i in order]
+
+
+def _dequantise(raw: np.ndarray, detail: dict) -> np.ndarray:
+    """An output tensor as float32: quantised values through its (scale, zero point); float ones copied."""
+    if raw.dtype == np.float32:
+        return raw.copy()
+    scale, zero = detail["quantization"]
+    return (raw.astype(np.float32) - zero) * (scale or 1.0)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:

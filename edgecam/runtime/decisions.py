@@ -1,5 +1,11 @@
-"""From per-frame probabilities to a steady answer: smoothing, an 'unknown' threshold, and
-label-change events that fire only once a new label has held for a while."""
+"""From per-frame probabilities to a steady answer: smoothing, an 'unknown' rule, and
+label-change events that fire only once a new label has held for a while.
+
+'unknown' comes from one of two rules, never both: the model's calibrated rejection (its
+``unknown_score`` above the threshold stated in its metadata), or, when the user gives
+--threshold (or the model has no calibrated score), the top probability below that threshold.
+A softmax always sums to 1, so only the first can say "none of these" with confidence.
+"""
 
 from __future__ import annotations
 
@@ -17,21 +23,27 @@ UNKNOWN = "unknown"
 
 @dataclass(frozen=True)
 class Decision:
-    label: str  # the top label, or "unknown" below the threshold
-    score: float
+    label: str  # the top label, or "unknown" (rejected by the model, or below the threshold)
+    score: float  # the top (smoothed) probability
     changed: bool  # True on the frame where a new stable label is announced
+    unknown_score: float | None = None  # the (smoothed) unknown score, for models that have one
 
 
 class Decider:
-    """Exponential moving average over frames, threshold, and a hold time for changes.
+    """Exponential moving average over frames, the 'unknown' rule, and a hold time for changes.
 
-    ``smoothing`` is the weight of the past (0 = off, 0.8 = slow and steady); ``hold`` is how
-    long (seconds) a label must stay on top before a change is announced.
+    ``smoothing`` is the weight of the past (0 = off, 0.8 = slow and steady); ``threshold`` is the
+    lowest top probability that names a label; ``unknown_threshold`` (the model's calibrated one,
+    or None) rejects frames whose unknown score is above it; ``hold`` is how long (seconds) a
+    label must stay on top before a change is announced.
     """
 
-    def __init__(self, labels, smoothing: float = 0.0, threshold: float = 0.0, hold: float = 0.0):
+    def __init__(self, labels, smoothing: float = 0.0, threshold: float = 0.0, hold: float = 0.0,
+                 unknown_threshold: float | None = None):
         self.labels, self.smoothing, self.threshold, self.hold = tuple(labels), smoothing, threshold, hold
+        self.unknown_threshold = unknown_threshold
         self._avg: np.ndarray | None = None
+        self._unknown_avg: float | None = None
         self.stable: str | None = None
         self._candidate: str | None = None
         self._since = 0.0
@@ -43,16 +55,28 @@ class Decider:
             self._avg = self.smoothing * self._avg + (1.0 - self.smoothing) * probs
         return self._avg
 
-    def decide(self, probs: np.ndarray, now: float) -> Decision:
+    def smooth_unknown(self, score: float | None) -> float | None:
+        """The same moving average as ``smooth``, for the model's unknown score (None stays None)."""
+        if score is None:
+            return None
+        if self.smoothing <= 0 or self._unknown_avg is None:
+            self._unknown_avg = float(score)
+        else:
+            self._unknown_avg = self.smoothing * self._unknown_avg + (1.0 - self.smoothing) * float(score)
+        return self._unknown_avg
+
+    def decide(self, probs: np.ndarray, now: float, unknown_score: float | None = None) -> Decision:
         best = int(np.argmax(probs))
         score = float(probs[best])
-        label = self.labels[best] if score >= self.threshold else UNKNOWN
+        rejected = (self.unknown_threshold is not None and unknown_score is not None
+                    and unknown_score > self.unknown_threshold)
+        label = UNKNOWN if rejected or score < self.threshold else self.labels[best]
         if label != self._candidate:
             self._candidate, self._since = label, now
         changed = label != self.stable and now - self._since >= self.hold
         if changed:
             self.stable = label
-        return Decision(label, score, changed)
+        return Decision(label, score, changed, unknown_score)
 
 
 class ChangeCommand:

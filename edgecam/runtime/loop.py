@@ -19,7 +19,7 @@ from edgecam.runtime.capture import Frame, FrameGrabber, frames
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.decisions import ChangeCommand, Decider
 from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput, close_all
-from edgecam.runtime.overlay import draw_overlay
+from edgecam.runtime.overlay import decided_text, draw_overlay
 from edgecam.runtime.result import Result
 from edgecam.runtime.sources import Source, open_source, quiet_opencv
 from edgecam.runtime.stats import RunStats, SlidingFPS, summary_line
@@ -31,20 +31,43 @@ ExtraOutputs = Callable[[Classifier, Source], "list[Output]"]
 def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig,
            stop: threading.Event | None = None) -> Iterator[tuple[Frame, Result]]:
     """Yield (frame, result) for each processed frame until the source ends or ``stop`` is set."""
-    decider = Decider(classifier.labels, cfg.smoothing, cfg.threshold, cfg.hold)
+    decider = make_decider(classifier, cfg)
     fps = SlidingFPS()
     for frame in frames(grabber, stop or threading.Event(), limit=cfg.max_frames):
         start = time.perf_counter()
         tensor = classifier.prepare(frame.rgb)
         t_infer = time.perf_counter()
-        probs = classifier.infer(tensor)
+        probs, unknown = classifier.infer_all(tensor)
         inference_ms = (time.perf_counter() - t_infer) * 1000
         smoothed = decider.smooth(probs)
-        decision = decider.decide(smoothed, frame.time)
+        decision = decider.decide(smoothed, frame.time, decider.smooth_unknown(unknown))
         top = tuple((p.label, p.score) for p in classifier.top_k(smoothed, cfg.top_k))
         latency_ms = (time.perf_counter() - start) * 1000
         yield frame, Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
-                            fps.tick(), inference_ms, latency_ms)
+                            fps.tick(), inference_ms, latency_ms, decision.unknown_score)
+
+
+def make_decider(classifier: Classifier, cfg: RunConfig) -> Decider:
+    """One 'unknown' rule: --threshold on the top score when given, else the model's calibrated rejection.
+
+    A user's number means "this is the rule I want", so it turns the model's rejection off; with
+    neither, nothing is unknown (threshold 0), as for models before open-set scores.
+    """
+    if cfg.threshold is not None:
+        return Decider(classifier.labels, cfg.smoothing, cfg.threshold, cfg.hold)
+    return Decider(classifier.labels, cfg.smoothing, 0.0, cfg.hold, classifier.unknown_threshold)
+
+
+def unknown_rule(classifier: Classifier, cfg: RunConfig) -> str | None:
+    """The start-up line saying when frames are called unknown (None when the log says nothing new)."""
+    if classifier.unknown_threshold is None:
+        return None
+    if cfg.threshold is not None:
+        return (f"--threshold {cfg.threshold:g}: unknown below that top score; the model's calibrated "
+                "rejection is off")
+    keep = classifier.unknown_keep
+    calibrated = f"calibrated to keep {keep:.0%} of known images" if keep is not None else "calibrated"
+    return f"unknown above {classifier.unknown_threshold:.4g} ({calibrated}; --threshold overrides)"
 
 
 def build_outputs(cfg: RunConfig, source_fps: float | None, window: bool) -> list[Output]:
@@ -71,6 +94,9 @@ def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: Extr
     source = source or open_source(cfg.source, cfg.size())
     log(f"{cfg.model}: {len(classifier.labels)} labels, input {classifier.input_size[1]}x{classifier.input_size[0]} "
         f"{classifier.input_dtype.name}; source: {source.name}")
+    rule = unknown_rule(classifier, cfg)
+    if rule:
+        log(rule)
     outputs: list[Output] = []
     try:  # outputs first: a missing display or bad record path fails before any frame is read
         outputs += build_outputs(cfg, source.fps, not cfg.headless if window is None else window)
@@ -107,7 +133,8 @@ def _process(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop
         annotated = None
         if pixels:
             annotated = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
-            draw_overlay(annotated, list(result.top), result.fps, result.inference_ms)
+            draw_overlay(annotated, list(result.top), result.fps, result.inference_ms,
+                         headline=decided_text(result.label, result.score))
         for output in outputs:
             output.write(result, annotated)
         if any(o.quit_requested for o in outputs):

@@ -1,5 +1,9 @@
-"""Draw the top labels with confidence bars, the FPS and the inference time onto a frame
-(``draw_overlay``), or plain rows of text (``draw_text_rows``, collect's key help).
+"""Draw the decided label, the top labels with confidence bars, the FPS and the inference time
+onto a frame (``draw_overlay``), or plain rows of text (``draw_text_rows``, collect's key help).
+
+The decided label is the headline (``decided_text``: "red 97%", or "unknown"): with smoothing,
+a threshold or the model's rejection it can differ from the first bar, and it is the answer
+the JSON lines, the page and --on-change give.
 
 Sizes scale with the frame (its height, or its width for tall frames), with a floor so the
 text stays readable on small frames: 9-10 px capitals at 320x240, 13 px at 640x480, 30 px at
@@ -12,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgecam.runtime.decisions import UNKNOWN
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, GREEN, GREY = (255, 255, 255), (80, 200, 80), (90, 90, 90)
 # 1.0 at 480 lines; below 320 lines the sizes stop shrinking (font scale 0.4, ~9 px capitals).
@@ -21,6 +27,11 @@ MIN_UNIT = 2 / 3
 def layout_unit(height: int, width: int) -> float:
     """Scale factor for sizes: frame height / 480, limited by a 4:3 share of the width, at least MIN_UNIT."""
     return max(min(height, width * 0.75) / 480.0, MIN_UNIT)
+
+
+def decided_text(label: str, score: float) -> str:
+    """The overlay's headline: the decided label with its score, or just "unknown"."""
+    return UNKNOWN if label == UNKNOWN else f"{label} {score:.0%}"
 
 
 def draw_overlay(bgr: np.ndarray, top: list[tuple[str, float]], fps: float, inference_ms: float,

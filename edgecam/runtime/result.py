@@ -10,15 +10,16 @@ class Result:
     frame: int  # capture index of the frame (gaps = frames dropped to stay real-time)
     time: float  # capture time, seconds since the epoch
     top: tuple[tuple[str, float], ...]  # top-k (label, score), best first
-    label: str  # decided label: top label after smoothing, or "unknown" below the threshold
+    label: str  # decided label: top label after smoothing, or "unknown" (rejected, or below the threshold)
     score: float
     changed: bool  # a new stable label was announced on this frame
     fps: float  # sliding-window frames per second of the loop
     inference_ms: float  # interpreter time
     latency_ms: float  # capture to result (preprocessing + inference + decisions)
+    unknown_score: float | None = None  # smoothed open-set score, for models with an `unknown_score` output
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "time": round(self.time, 3),
             "frame": self.frame,
             "top": [{"label": label, "score": round(score, 4)} for label, score in self.top],
@@ -29,3 +30,6 @@ class Result:
             "inference_ms": round(self.inference_ms, 2),
             "latency_ms": round(self.latency_ms, 2),
         }
+        if self.unknown_score is not None:  # only models that have one: other lines keep their keys
+            out["unknown_score"] = round(self.unknown_score, 4)
+        return out
