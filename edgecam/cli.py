@@ -101,9 +101,15 @@ def finetune(args, quiet):
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--labels", type=click.Path(path_type=Path), help="Labels file for models without metadata.")
 @click.option("--out", type=click.Path(path_type=Path), help="New output folder [default: runs/evaluate/<n>].")
+@click.option("--unknown", "unknown_dirs", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Folder of images that belong to no label (repeatable): how many the model rejects as unknown.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def evaluate(model, data_dir, labels, out, quiet):
-    """Accuracy of MODEL.tflite on DATA_DIR (one folder per label), without TensorFlow."""
+def evaluate(model, data_dir, labels, out, unknown_dirs, quiet):
+    """Accuracy of MODEL.tflite on DATA_DIR (one folder per label), without TensorFlow.
+
+    With --unknown DIR: also the share of DIR's images rejected as unknown at the model's calibrated
+    threshold, the share of DATA_DIR's images kept, and the AUROC of the model's unknown score.
+    """
     from edgecam.config.finetune import EVALUATE_RUNS
     from edgecam.errors import DataError
     from edgecam.files import new_output_dir, next_run_dir
@@ -113,9 +119,11 @@ def evaluate(model, data_dir, labels, out, quiet):
     _need_opencv()
     _quiet_native_logs()
     from edgecam.evaluation.evaluate import evaluate_folder
+    from edgecam.evaluation.unknown import list_folders, summary_lines
 
+    list_folders(unknown_dirs)  # a missing or empty --unknown folder fails before anything is written
     out = new_output_dir(out) if out else next_run_dir(Path("runs"), EVALUATE_RUNS)
-    result = evaluate_folder(model, data_dir, out, labels_file=labels, progress=not quiet)
+    result = evaluate_folder(model, data_dir, out, labels_file=labels, progress=not quiet, unknown_dirs=unknown_dirs)
     m = result["metrics"]
     click.echo(f"accuracy: {m['accuracy']:.4f} on {m['images']} images ({len(result['misclassified'])} wrong, "
                f"{len(result['skipped'])} skipped)")
@@ -123,6 +131,8 @@ def evaluate(model, data_dir, labels, out, quiet):
     for label, row in m["per_label"].items():
         click.echo(f"  {label:<{width}}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
                    f"f1 {row['f1']:.3f}  n={row['support']}")
+    for line in summary_lines(result["unknown"]) if "unknown" in result else []:
+        click.echo(line)
     click.echo(f"results: {out}")
 
 
@@ -170,7 +180,8 @@ def _need_opencv() -> None:
 @click.option("--threads", type=int, help="Interpreter threads (0 = all cores). [default: 0]")
 @click.option("--resolution", help="Camera capture size, WxH. [default: 640x480]")
 @click.option("--smoothing", type=float, help="Score smoothing over frames, 0..1 (0 = off). [default: 0]")
-@click.option("--threshold", type=float, help="Below this score the label is 'unknown'. [default: 0]")
+@click.option("--threshold", type=float, help="Below this top score the label is 'unknown'; turns off the "
+              "model's calibrated unknown rejection. [default: the model's calibrated rejection if it has one, else 0]")
 @click.option("--hold", type=float, help="Seconds a new label must hold before it is announced. [default: 0.5]")
 @click.option("--on-change", "on_change", help="Command to run when the label changes (EDGECAM_LABEL, EDGECAM_SCORE).")
 @click.option("--max-frames", "max_frames", type=int, help="Stop after N frames (0 = no limit).")

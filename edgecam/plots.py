@@ -1,4 +1,4 @@
-"""PNG plots a person would rather look at than numbers: confusion matrix, training curves.
+"""PNG plots a person would rather look at than numbers: confusion matrix, training curves, unknown images.
 
 matplotlib is imported lazily (Agg backend, no display) and is optional on the Pi: without it
 the plots are skipped with a notice, and the numbers are still in the JSON. A plot that fails
@@ -109,6 +109,34 @@ def training_curves_png(stages: dict[str, dict[str, list[float]]], path: Path) -
             ax.set_title(title)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
+        return fig
+
+    return _plot(path, draw)
+
+
+def unknown_png(curves: dict[str, tuple[Sequence[float], Sequence[float]]], point: tuple[float, float, str] | None,
+                path: Path, title: str) -> bool:
+    """Share of known images kept (x) vs share of unknown images rejected (y) as the threshold sweeps.
+
+    ``curves``: name → (kept, rejected), the first drawn solid and the others dashed; ``point``:
+    (kept, rejected, label) of the model's own threshold, marked and labelled, or None.
+    """
+    def draw(plt):
+        fig, ax = plt.subplots(figsize=(5.6, 5.0))
+        for i, (name, (kept, rejected)) in enumerate(curves.items()):
+            ax.plot(kept, rejected, label=name, linewidth=2.0 if i == 0 else 1.2, linestyle="-" if i == 0 else "--")
+        if point is not None:
+            kept, rejected, label = point
+            ax.plot([kept], [rejected], "o", color="black", zorder=5)
+            ax.annotate(f"{label}\nkeeps {kept:.1%}, rejects {rejected:.1%}", (kept, rejected), xytext=(-12, -14),
+                        textcoords="offset points", ha="right", va="top", fontsize=8)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("share of known images kept")
+        ax.set_ylabel("share of unknown images rejected")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
         return fig
 
     return _plot(path, draw)

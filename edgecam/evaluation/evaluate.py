@@ -21,6 +21,7 @@ from edgecam.config.finetune import DataConfig
 from edgecam.data.dataset import Sample, scan_dataset
 from edgecam.data.images import ImageDecodeError, load_rgb
 from edgecam.errors import DataError
+from edgecam.evaluation import unknown
 from edgecam.evaluation.metrics import classification_report
 from edgecam.runtime.classifier import Classifier
 
@@ -32,26 +33,25 @@ def evaluate_samples(
     desc: str = "evaluating",
     progress: bool = True,
     cache_dir: Path | None = None,
+    unknown_scores: bool = False,
 ) -> dict:
     """Run every sample through the model; ``sample_labels[s.label]`` names each sample's truth.
 
     With ``cache_dir``, outputs are kept per (model file content, image content), so checking a
     byte-identical model again on the same images (a re-run with the same seed) is instant.
+    With ``unknown_scores`` (no cache then), every prediction also gets its ``unknown_score`` and
+    the result says where those came from (``unknown_source``: see ``unknown.outputs``).
     """
     classifier = model if isinstance(model, Classifier) else Classifier(model)
     index = {name: i for i, name in enumerate(classifier.labels)}
     missing = sorted({sample_labels[s.label] for s in samples} - set(index))
     if missing:
         raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
-    cache = _OutputCache(cache_dir, classifier.path) if cache_dir else None
-    y_true, y_pred, rows, skipped = [], [], [], []
+    cache = _OutputCache(cache_dir, classifier.path) if cache_dir and not unknown_scores else None
+    y_true, y_pred, rows, skipped, sources = [], [], [], [], set()
     for s in console.progress(samples, desc, progress and not (cache and cache.covers(samples))):
         try:
-            probs = cache.get(s.digest) if cache else None
-            if probs is None:
-                probs = classifier.classify(load_rgb(s.path))
-                if cache:
-                    cache.put(s.digest, probs)
+            probs, extra = _outputs(classifier, s, cache, unknown_scores)
         except ImageDecodeError as err:
             skipped.append({"path": str(s.path), "reason": str(err)})
             continue
@@ -60,23 +60,45 @@ def evaluate_samples(
         y_pred.append(guess)
         rows.append({"path": str(s.path), "true": classifier.labels[truth],
                      "predicted": classifier.labels[guess], "score": round(float(probs[guess]), 4)})
+        if extra:
+            rows[-1]["unknown_score"] = extra[0]
+            sources.add(extra[1])
     if cache:
         cache.save()
-    return {
+    result = {
         "model": str(classifier.path),
         "metrics": classification_report(y_true, y_pred, classifier.labels),
         "misclassified": [r for r in rows if r["true"] != r["predicted"]],
         "predictions": rows,
         "skipped": skipped,
     }
+    if unknown_scores:
+        result["unknown_source"] = unknown.MAX_SOFTMAX if unknown.MAX_SOFTMAX in sources else unknown.MODEL
+    return result
+
+
+def _outputs(classifier: Classifier, sample: Sample, cache: _OutputCache | None, unknown_scores: bool
+             ) -> tuple[np.ndarray, tuple[float, str] | None]:
+    """One sample's probabilities (from the cache when it has them), and (unknown score, its source) if asked."""
+    if unknown_scores:
+        probs, score, source = unknown.outputs(classifier, load_rgb(sample.path))
+        return probs, (score, source)
+    probs = cache.get(sample.digest) if cache else None
+    if probs is None:
+        probs = classifier.classify(load_rgb(sample.path))
+        if cache:
+            cache.put(sample.digest, probs)
+    return probs, None
 
 
 def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file: Path | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, unknown_dirs: Sequence[Path] = ()) -> dict:
     """``edgecam evaluate``: a folder tree of labelled images → metrics, confusion matrix, errors.
 
     Uses the test/ split when the folder has one, otherwise every image. Folders that are not
-    model labels are ignored with a notice.
+    model labels are ignored with a notice. ``unknown_dirs``: folders of images that belong to
+    no label; the result then has an ``unknown`` section (see ``edgecam.evaluation.unknown``),
+    unknown.png is drawn and the CSV files get ``unknown_score`` and ``decision`` columns.
     """
     from edgecam.plots import confusion_matrix_png
 
@@ -85,20 +107,47 @@ def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file
     present = [label for label in classifier.labels if (root / label).is_dir()]
     if not present:
         raise DataError(f"{root}: no folder named after a model label ({', '.join(classifier.labels[:5])}, ...)")
+    listed = unknown.list_folders(unknown_dirs)  # a typo in an --unknown folder is found before any image is read
     dataset = scan_dataset(DataConfig(path=root, labels=tuple(present)), progress=progress)
     for notice in dataset.notices:
         console.log(f"note: {notice}")
-    result = evaluate_samples(classifier, dataset.samples, dataset.labels, progress=progress)
+    result = evaluate_samples(classifier, dataset.samples, dataset.labels, progress=progress,
+                              unknown_scores=bool(unknown_dirs))
     result["data"] = str(root)
     result["skipped"] += [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]
+    folder_rows = _evaluate_unknown(classifier, result, listed, progress) if unknown_dirs else {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    files.write_text(out_dir / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "predictions"}, indent=2))
-    files.write_text(out_dir / "predictions.csv", predictions_csv(result["predictions"]))
-    files.write_text(out_dir / "misclassified.csv", predictions_csv(result["misclassified"]))
+    per_image = ("predictions", "unknown_predictions")  # in the CSV files, not in metrics.json
+    files.write_text(out_dir / "metrics.json", json.dumps({k: v for k, v in result.items() if k not in per_image},
+                                                          indent=2))
+    rows, with_unknown = result["predictions"] + result.get("unknown_predictions", []), bool(unknown_dirs)
+    files.write_text(out_dir / "predictions.csv", predictions_csv(rows, with_unknown))
+    files.write_text(out_dir / "misclassified.csv", predictions_csv(result["misclassified"], with_unknown))
     accuracy = result["metrics"]["accuracy"]
     confusion_matrix_png(result["metrics"]["confusion_matrix"], classifier.labels, out_dir / "confusion_matrix.png",
                          f"{model_path.name} on {root.name}: accuracy {accuracy:.1%}")
+    if unknown_dirs:
+        report = result["unknown"]
+        auroc = "n/a" if report["auroc"] is None else f"{report['auroc']:.3f}"
+        unknown.draw(report, result["predictions"], folder_rows, out_dir / "unknown.png",
+                     f"{model_path.name} on {root.name}: AUROC {auroc} ({report['score']})")
     return result
+
+
+def _evaluate_unknown(classifier: Classifier, result: dict, listed: dict, progress: bool) -> dict[str, list[dict]]:
+    """Adds ``unknown`` (the report) and ``unknown_predictions`` (one row per image) to ``result``.
+
+    Returns the rows per folder, for the plot.
+    """
+    folder_rows, skipped, source = unknown.score_folders(classifier, listed, progress)
+    if result.pop("unknown_source") == unknown.MAX_SOFTMAX:
+        source = unknown.MAX_SOFTMAX
+    result["skipped"] += skipped
+    result["unknown"] = unknown.unknown_report(result["predictions"], folder_rows, source,
+                                               classifier.unknown_threshold, result["metrics"]["accuracy"],
+                                               getattr(classifier, "unknown_keep", None))
+    result["unknown_predictions"] = [row for rows in folder_rows.values() for row in rows]
+    return folder_rows
 
 
 class _OutputCache:
@@ -135,9 +184,15 @@ class _OutputCache:
         self.dirty = False
 
 
-def predictions_csv(rows: list[dict]) -> str:
+def predictions_csv(rows: list[dict], unknown_columns: bool = False) -> str:
+    """path, true, predicted, score; with ``unknown_columns`` also unknown_score and decision (known/unknown,
+    empty without a calibrated threshold). Images of the --unknown folders have an empty ``true``."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["path", "true", "predicted", "score"], lineterminator="\n")
+    fields = ["path", "true", "predicted", "score"] + (["unknown_score", "decision"] if unknown_columns else [])
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    for row in rows:
+        if "unknown_score" in row:
+            row = {**row, "unknown_score": round(row["unknown_score"], 6)}
+        writer.writerow(row)
     return buffer.getvalue()
