@@ -44,12 +44,22 @@ class DataConfig:
     labels: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
     # Fraction of images held out for validation when the data has no val/ folder.
     val_fraction: float = 0.2
+    # Folders of "none of these" photos: a folder name beside the label folders (never a label
+    # then), or any other folder. They teach the unknown score what to reject; never a class.
+    background: tuple[str, ...] = ()
 
     def validate(self):
         if not 0.0 < self.val_fraction < 0.9:
             return "val_fraction", f"must be between 0 and 0.9, got {self.val_fraction}"
         if isinstance(self.labels, tuple) and len(set(self.labels)) != len(self.labels):
             return "labels", "lists a label twice"
+        named = set(self.labels) if isinstance(self.labels, tuple) else set(self.labels) | {
+            folder for folders in self.labels.values() for folder in folders}
+        for entry in self.background:
+            if not entry.strip():
+                return "background", "an empty folder name"
+            if entry in named:
+                return "background", f"'{entry}' is also a label"
         return None
 
     def label_folders(self) -> dict[str, tuple[str, ...]] | None:
@@ -140,6 +150,25 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class UnknownConfig:
+    # Give the model an unknown score (README "Unknown"): frames unlike every training image
+    # are "unknown" instead of the nearest label.
+    enabled: bool = True
+    # Share of the known validation images the calibrated threshold keeps.
+    keep: float = 0.95
+    # At most this many training images are stored in the model to compare frames with
+    # (the same share of each label); 2,000 add ~7 MB to a MobileNetV2 float model.
+    examples: int = 2000
+
+    def validate(self):
+        if not 0.5 <= self.keep < 1.0:
+            return "keep", f"must be in [0.5, 1), got {self.keep}"
+        if not 1 <= self.examples <= 100_000:
+            return "examples", f"must be 1..100000, got {self.examples}"
+        return None
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     quantization: Quantization = "float32"
     # An int8 model whose accuracy drops by more than this (0.02 = 2 points) against the
@@ -147,6 +176,7 @@ class ExportConfig:
     max_accuracy_drop: float = 0.02
     # Images drawn from the training split to calibrate int8 quantization.
     calibration_images: int = 200
+    unknown: UnknownConfig = field(default_factory=UnknownConfig)
 
     def validate(self):
         if not 0.0 <= self.max_accuracy_drop <= 1.0:

@@ -14,11 +14,12 @@ import os
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgecam.config.finetune import DataConfig
 from edgecam.console import progress_bar
+from edgecam.data.background import background_names, scan_background
 from edgecam.data.images import ImageDecodeError, decode_image, digest, read_bytes
 from edgecam.files import IMAGE_SUFFIXES
 from edgecam.data.scan_index import ScanIndex
@@ -79,6 +80,7 @@ class Dataset:
     notices: list[str]
     root: Path
     given_splits: tuple[str, ...]
+    background: list[Sample] = field(default_factory=list)  # "none of these" images (label -1)
 
     def splits(self) -> tuple[str, ...]:
         """Splits this dataset has: train and val always, test only when a test/ folder was given."""
@@ -99,6 +101,8 @@ class Dataset:
     def fingerprint(self) -> str:
         """sha256 over the sorted (label, digest, split) triples: identifies the exact data a run used."""
         triples = sorted((self.labels[s.label], s.digest, s.split) for s in self.samples)
+        if self.background:
+            triples += sorted(("", s.digest, s.split) for s in self.background)
         return hashlib.sha256(json.dumps(triples).encode("utf-8")).hexdigest()
 
     def summary_line(self) -> str:
@@ -108,6 +112,7 @@ class Dataset:
             f"{len(self.samples)} images in {len(self.labels)} labels ({per_split}); "
             f"{len(self.skipped)} skipped, {_plural(dropped, 'duplicate')}, "
             f"{_plural(len(self.conflicts), 'conflict')}"
+            + (f"; {len(self.background)} background images" if self.background else "")
         )
 
 
@@ -121,18 +126,21 @@ def scan_dataset(cfg: DataConfig, progress: bool = True, index_path: Path | None
         raise DataError(f"{root}: data folder not found")
     dirs = _split_dirs(root)
     labels = _label_folders(cfg, dirs["train"])
-    ignored, notices = _unused_folders(root, dirs, labels)
+    ignored, notices = _unused_folders(root, dirs, labels, background_names(cfg, dirs["train"]))
     found, skipped = _find_files(dirs, labels)
-    samples, bad = _check_files(found, progress, ScanIndex(index_path) if index_path else None)
+    index = ScanIndex(index_path) if index_path else None
+    samples, bad = _check_files(found, progress, index)
     skipped = sorted(skipped + bad, key=lambda s: str(s.path))
     names = tuple(labels)
     samples, duplicates, conflicts, dup_notices = _dedupe(samples, names)
     if "val" not in dirs:
         samples = _carve_val(samples, cfg.val_fraction)
     _require_train_images(names, labels, dirs["train"], samples, skipped, conflicts)
-    notices += dup_notices + _split_notices(names, samples, dirs)
+    background, bg_skipped, bg_notices = scan_background(cfg, dirs, {s.digest for s in samples}, progress, index)
+    notices += dup_notices + _split_notices(names, samples, dirs) + bg_notices
     given = tuple(dirs) if dirs["train"] != root else ()
-    return Dataset(names, samples, skipped, duplicates, conflicts, ignored, notices, root, given)
+    skipped = sorted(skipped + bg_skipped, key=lambda s: str(s.path))
+    return Dataset(names, samples, skipped, duplicates, conflicts, ignored, notices, root, given, background)
 
 
 def _split_dirs(root: Path) -> dict[str, Path]:
@@ -144,7 +152,7 @@ def _split_dirs(root: Path) -> dict[str, Path]:
 
 def _label_folders(cfg: DataConfig, train_dir: Path) -> dict[str, tuple[str, ...]]:
     """Label → its folder names, in label order, checked against what ``train_dir`` holds."""
-    present = [p.name for p in _subfolders(train_dir)]
+    present = [p.name for p in _subfolders(train_dir) if p.name not in background_names(cfg, train_dir)]
     labels = cfg.label_folders()
     if labels is None:
         labels = {name: (name,) for name in present}
@@ -166,10 +174,10 @@ def _label_folders(cfg: DataConfig, train_dir: Path) -> dict[str, tuple[str, ...
 
 
 def _unused_folders(
-    root: Path, dirs: dict[str, Path], labels: dict[str, tuple[str, ...]]
+    root: Path, dirs: dict[str, Path], labels: dict[str, tuple[str, ...]], background: set[str]
 ) -> tuple[list[Path], list[str]]:
     """Folders that no label uses: worth a notice, since a typo in the config looks exactly like this."""
-    used = {Path(folder).parts[0] for folders in labels.values() for folder in folders}
+    used = {Path(folder).parts[0] for folders in labels.values() for folder in folders} | background
     ignored: list[tuple[Path, str]] = []
     if dirs["train"] != root:
         ignored += [(p, "not train/, val/ or test/") for p in _subfolders(root) if p.name not in SPLITS]

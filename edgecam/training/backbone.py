@@ -40,8 +40,16 @@ def resolve_weights(cfg: ModelConfig) -> str | None:
     return str(path)
 
 
-def build_backbone(cfg: ModelConfig) -> "keras.Model":
-    """(H, W, 3) float 0..255 → pooled embedding vector, ImageNet weights, frozen."""
+# The first layers an int8 export keeps in float (through this layer): they see the raw frame,
+# and quantising them blurs what tells an empty or blurred frame from a photo (export.py).
+FLOAT_STEM = {"mobilenet_v2": "expanded_conv_project", "mobilenet_v1": "conv_pw_1"}
+
+
+def build_backbone(cfg: ModelConfig, tap: str | None = None) -> "keras.Model":
+    """(H, W, 3) float 0..255 → pooled embedding vector, ImageNet weights, frozen.
+
+    With ``tap``, a second output: the spatial mean of that inner layer's activation.
+    """
     import keras
 
     shape = (cfg.input_size, cfg.input_size, 3)
@@ -64,5 +72,8 @@ def build_backbone(cfg: ModelConfig) -> "keras.Model":
     except Exception as exc:  # download failures, bad weight files
         raise ConfigError(f"model.weights: cannot load {cfg.weights!r} for {cfg.backbone}: {str(exc).splitlines()[0]}") from None
     base.trainable = False
+    if tap:
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"{tap}_mean")(base.get_layer(tap).output)
+        base = keras.Model(base.inputs, [base.output, pooled], name=base.name)
     outputs = base(x, training=False)
     return keras.Model(inputs, outputs, name=f"{cfg.backbone}_features")

@@ -25,7 +25,9 @@ from edgecam.runtime.litert import make_interpreter
 from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
 from edgecam.training import augment
 from edgecam.training.backbone import build_backbone, resolve_weights
+from edgecam.training.graph import add_pooled_output
 from edgecam.training.tflite import keras_to_tflite, uint8_input_model
+from edgecam.training.unknown import TAPS
 
 PREFETCH = 16  # images decoded ahead of the interpreter
 
@@ -44,14 +46,20 @@ def backbone_key(cfg: ModelConfig) -> str:
 
 
 class EmbeddingCache:
-    """``<root>/<backbone key>/`` holds the backbone ``.tflite`` and one ``.npy`` per image."""
+    """``<root>/<backbone key>/`` holds the backbone ``.tflite`` and one ``.npy`` per image.
+
+    Besides the pooled embedding, the plain view of each image also gets the pooled activation of
+    a mid-level layer (``TAPS``), which the unknown score compares with the training images.
+    """
 
     def __init__(self, root: Path, cfg: ModelConfig):
         self.cfg = cfg
         self.root = root
         self.dir = root / backbone_key(cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.tap = TAPS.get(cfg.backbone)
         self._interpreter = None
+        self._mid = None  # mid-level features of the last image embedded
         self.hits = self.misses = 0
 
     def extractor_path(self) -> Path:
@@ -61,13 +69,23 @@ class EmbeddingCache:
             files.write_bytes(path, keras_to_tflite(uint8_input_model(build_backbone(self.cfg))))
         return path
 
+    def features_model(self) -> bytes:
+        """The backbone with the mid-level layer's pooled activation as a second output (if any)."""
+        backbone = self.extractor_path().read_bytes()
+        return add_pooled_output(backbone, self.tap) if self.tap else backbone
+
     def _embed(self, image: np.ndarray) -> np.ndarray:
+        """Pooled embedding of one image; its mid-level features are left in ``self._mid``."""
         if self._interpreter is None:
-            self._interpreter = make_interpreter(model_path=str(self.extractor_path()))
+            self._interpreter = make_interpreter(model_content=self.features_model())
             self._in = self._interpreter.get_input_details()[0]["index"]
-            self._out = self._interpreter.get_output_details()[0]["index"]
+            outputs = self._interpreter.get_output_details()
+            self._out = outputs[0]["index"]
+            self._mid_out = next((o["index"] for o in outputs if o["name"] == f"{self.tap}/mean"), None)
         self._interpreter.set_tensor(self._in, image[None])
         self._interpreter.invoke()
+        if self._mid_out is not None:
+            self._mid = self._interpreter.get_tensor(self._mid_out)[0].astype(np.float32)
         return self._interpreter.get_tensor(self._out)[0].astype(np.float32)
 
     def _file(self, digest: str, kind: str) -> Path:
@@ -112,6 +130,25 @@ class EmbeddingCache:
             self._save(pack, array)
         return array
 
+    def mid_features(self, samples: Sequence[Sample], desc: str = "mid-level features",
+                     progress: bool = True) -> np.ndarray | None:
+        """(len(samples), M) mid-level features of the plain images; None if the backbone has no tap."""
+        if not self.tap:
+            return None
+        pack = self._pack_file(samples, ["mid"], 0)
+        packed = self._load(pack, len(samples))
+        if packed is not None:
+            return packed
+        rows = [self._load(self._file(s.digest, "mid"), 1) for s in samples]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if todo:  # cached before mid-level features were kept: embed the plain view again
+            self._compute([samples[i] for i in todo], todo, ["plain"], 0, None, 0, {}, desc if progress else None)
+            rows = [self._load(self._file(s.digest, "mid"), 1) for s in samples]
+        array = np.concatenate(rows) if samples else np.zeros((0, 0), np.float32)
+        if samples:
+            self._save(pack, array)
+        return array
+
     def _pack_file(self, samples: Sequence[Sample], kinds: list[str], views: int) -> Path:
         key = hashlib.sha256(json.dumps([kinds, views, [s.digest for s in samples]]).encode()).hexdigest()
         return self.dir / "packs" / f"{key[:32]}.npy"
@@ -133,6 +170,8 @@ class EmbeddingCache:
                 vectors = []
                 for image in images:
                     vectors.append(self._embed(image))
+                    if len(vectors) == 1 and self.tap:
+                        self._save(self._file(s.digest, "mid"), self._mid[None])
                     bar.update(1)
                 plain = np.stack(vectors[:1])
                 self._save(self._file(s.digest, kinds[0]), plain)

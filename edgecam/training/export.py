@@ -7,6 +7,7 @@ go in as standard TFLite metadata, and the file is written atomically.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -15,12 +16,11 @@ import numpy as np
 from edgecam import files
 from edgecam.modelfile.metadata import ModelInfo, embed_metadata
 from edgecam.modelfile.preprocess import PREPROCESSING
+from edgecam.training.graph import Graph
 from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 
 
-def _int8_setup(calibration: np.ndarray) -> Callable:
-    import tensorflow as tf
-
+def _representative(calibration: np.ndarray) -> Callable:
     # One frame holding 0 and 255 pins the input range to the full pixel range, so the
     # quantised input is the raw pixel value (scale 1, zero point 0) whatever the photos are.
     extremes = np.zeros((1,) + calibration.shape[1:], np.float32)
@@ -30,6 +30,14 @@ def _int8_setup(calibration: np.ndarray) -> Callable:
         yield [extremes]
         for image in calibration:
             yield [image[None].astype(np.float32)]
+
+    return representative
+
+
+def _int8_setup(calibration: np.ndarray) -> Callable:
+    import tensorflow as tf
+
+    representative = _representative(calibration)
 
     def setup(converter):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -48,12 +56,34 @@ def _float16_setup(converter):
     converter.target_spec.supported_types = [tf.float16]
 
 
-def convert(model, quantization: str, calibration: np.ndarray | None = None) -> bytes:
-    """TFLite bytes for a float 0..255 → probabilities Keras model."""
+def _float_stem(calibration: np.ndarray, layer: str) -> Callable:
+    """int8 everywhere but the operators up to ``layer``: quantising the first layers, which see
+    the raw frame, loses what tells an empty wall or a blurred frame from a photo of a label
+    (README "Unknown"; benchmarks/openset.py). Inputs and outputs stay uint8."""
+    import tensorflow as tf
+
+    def finish(converter, saved_model: str) -> bytes:
+        float_model = Graph(tf.lite.TFLiteConverter.from_saved_model(saved_model).convert())
+        options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=float_model.names_up_to(layer), fully_quantize=True)
+        with warnings.catch_warnings():  # it runs tf.lite.Interpreter, which warns of its deprecation
+            warnings.simplefilter("ignore")
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=_representative(calibration), debug_options=options)
+            g = Graph(debugger.get_nondebug_quantized_model())
+        g.uint8_io()
+        return g.to_bytes()
+
+    return finish
+
+
+def convert(model, quantization: str, calibration: np.ndarray | None = None, float_stem: str | None = None) -> bytes:
+    """TFLite bytes for a float 0..255 → probabilities Keras model; int8 keeps the operators up to
+    layer ``float_stem`` (if given) in float."""
     if quantization == "int8":
         if calibration is None or not len(calibration):
             raise ValueError("int8 export needs calibration images")
-        return keras_to_tflite(model, _int8_setup(calibration))
+        return keras_to_tflite(model, _int8_setup(calibration), _float_stem(calibration, float_stem) if float_stem else None)
     setup = _float16_setup if quantization == "float16" else None
     return keras_to_tflite(uint8_input_model(model), setup)
 

@@ -20,8 +20,10 @@ from edgecam.data.dataset import Dataset, Sample, scan_dataset
 from edgecam.errors import ExportError
 from edgecam.evaluation.evaluate import evaluate_samples
 from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
-from edgecam.training.tflite import append_softmax_head
+from edgecam.training.backbone import FLOAT_STEM
 from edgecam.training.embeddings import EmbeddingCache
+from edgecam.training.open_set import fit_rule, int8_features_model, unknown_section
+from edgecam.training.tflite import append_head, attach_unknown
 
 
 @dataclass
@@ -75,19 +77,19 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
         embedded = _embed(cache, dataset, cfg, progress)
     log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
     model, head, stages, keras_acc = _train(dataset, embedded, cfg, timer)
+    with timer("unknown"):
+        rule = fit_rule(cache, dataset, embedded, head, cfg, progress)
     with timer("save_keras"):
         _save_keras(model, run_dir / "model.keras")
     with timer("export"):
-        # The float model is the cached backbone .tflite plus the head, unless fine-tuning
-        # changed the backbone: then it goes through the converter like the other formats.
-        float_tflite = None if cfg.train.fine_tune_layers else append_softmax_head(
-            cache.extractor_path().read_bytes(), *head.get_layer("probability").get_weights())
-        model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, float_tflite)
+        # The float model is the cached backbone .tflite plus the head (and the unknown score),
+        # unless fine-tuning changed the backbone: then it goes through the converter like the
+        # other formats.
+        float_tflite = None if cfg.train.fine_tune_layers else append_head(
+            cache.features_model(), *head.get_layer("probability").get_weights(), rule=rule)
+        model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, float_tflite, rule)
     with timer("evaluate"):
-        evaluations = {name: evaluate_samples(model_path, samples, dataset.labels, desc=f"checking {name}",
-                                              progress=progress, cache_dir=cache.root / "checks")
-                       for name, samples in (("val", dataset.split("val")), ("test", dataset.split("test")))
-                       if samples}
+        evaluations, unknown_report = _check(model_path, dataset, cache, rule is not None, progress)
     result_note = _quality_gate(cfg, keras_acc, evaluations)
     if result_note:  # the metrics below are the rejected int8 model's; model.tflite is float32 now
         exported.update(rejected=result_note, quantization="float32", bytes=exported["float32_bytes"])
@@ -96,12 +98,22 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     timer.stages["total"] = round(time.perf_counter() - started, 3)  # all but the report itself
     report = write_report(
         run_dir, cfg, dataset, stages, keras_acc, evaluations, exported, timer.stages,
-        cache_stats={"hits": cache.hits, "computed": cache.misses},
+        cache_stats={"hits": cache.hits, "computed": cache.misses}, unknown=unknown_report,
     )
     files.point_link(run_dir.parent / "last", run_dir.name)
     if result_note:
         raise ExportError(result_note)
     return FinetuneResult(run_dir, model_path, report, timer.stages)
+
+
+def _check(model_path: Path, dataset: Dataset, cache: EmbeddingCache, scored: bool, progress: bool):
+    """The exported model on val and test through the edge runtime; the unknown section if ``scored``."""
+    evaluations = {name: evaluate_samples(model_path, samples, dataset.labels, desc=f"checking {name}",
+                                          progress=progress, cache_dir=cache.root / "checks", unknown_scores=scored)
+                   for name, samples in (("val", dataset.split("val")), ("test", dataset.split("test")))
+                   if samples}
+    report = unknown_section(model_path, evaluations, dataset, model_path.parent, progress) if scored else None
+    return evaluations, report
 
 
 def _embed(cache: EmbeddingCache, dataset: Dataset, cfg: FinetuneConfig, progress: bool) -> dict[str, np.ndarray]:
@@ -176,7 +188,7 @@ def _calibration_images(dataset: Dataset, cfg: FinetuneConfig) -> np.ndarray:
 
 
 def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict,
-            float_tflite: bytes | None):
+            float_tflite: bytes | None, rule):
     """Write model.tflite (and model_float32.tflite beside an int8 one, as the fallback)."""
     from edgecam.training import export
 
@@ -191,9 +203,18 @@ def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_a
         "keras_accuracy": keras_acc,
         "dataset_fingerprint": dataset.fingerprint(),
     }
+    if rule is not None:
+        extra["unknown"] = rule.describe()
     log(f"exporting {q} TFLite model")
     calibration = _calibration_images(dataset, cfg) if q == "int8" else None
-    tflite = float_tflite if q == "float32" and float_tflite else export.convert(model, q, calibration)
+    stem = FLOAT_STEM.get(cfg.model.backbone)
+    if q == "float32" and float_tflite:
+        tflite = float_tflite
+    elif rule is not None:  # the converter sees the features too; the score is appended after
+        converted = export.convert(int8_features_model(model, cfg.model), q, calibration, stem)
+        tflite = attach_unknown(converted, rule, len(dataset.labels))
+    else:
+        tflite = export.convert(model, q, calibration, stem)
     info = export.model_info(cfg.name, dataset.labels, extra)
     exported = {"quantization": q, "bytes": export.write_model(run_dir / "model.tflite", tflite, info)}
     if q == "int8":

@@ -29,7 +29,7 @@ def package_versions() -> dict[str, str]:
 
 
 def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: dict, keras_acc: dict,
-                 evaluations: dict, exported: dict, timings: dict, cache_stats: dict) -> dict:
+                 evaluations: dict, exported: dict, timings: dict, cache_stats: dict, unknown: dict | None = None) -> dict:
     labels = list(dataset.labels)
     report = {
         "name": cfg.name,
@@ -55,12 +55,14 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
             "tflite": {name: ev["metrics"] for name, ev in evaluations.items()},
         },
         "export": exported,
+        "unknown": unknown,
         "embedding_cache": cache_stats,
         "timings_s": timings,
         "versions": package_versions(),
     }
     for name, ev in evaluations.items():
-        files.write_text(run_dir / f"misclassified_{name}.csv", predictions_csv(ev["misclassified"]))
+        scored = any("unknown_score" in r for r in ev["predictions"])
+        files.write_text(run_dir / f"misclassified_{name}.csv", predictions_csv(ev["misclassified"], scored))
     main = "test" if "test" in evaluations else "val"
     if main in evaluations:
         m = evaluations[main]["metrics"]
@@ -74,6 +76,23 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
 
 def _pct(x: float) -> str:
     return f"{x:.1%}"
+
+
+def _unknown_lines(u: dict | None) -> list[str]:
+    """The "Unknown" section: what the calibrated threshold keeps and rejects, and the plot."""
+    if not u:
+        return []
+    lines = ["## Unknown", "", f"Score: `{u['model']['rule']}`, {u['model']['examples']} training images stored"
+             + (f", {u['model']['background_examples']} background images" if u["model"]["background_examples"] else "")
+             + f". The threshold keeps {u['model']['keep']:.0%} of the validation images "
+             f"(measured: {_pct(u['val_kept'])}).", "",
+             "| images | count | decided unknown | AUROC vs known |", "|---|---|---|---|",
+             f"| known ({u['known_split']}) | {u['known_images']} | {_pct(1 - u['known_kept'])} | — |"]
+    for name, f in u["folders"].items():
+        lines.append(f"| {name} | {f['images']} | {_pct(f['rejected'])} | {f['auroc']:.3f} |")
+    lines += ["", f"Known-label accuracy ({u['known_split']}): {_pct(u['accuracy'])} on every image, "
+              f"{_pct(u['accuracy_kept'])} on the images kept.", "", "![unknown](unknown.png)", ""]
+    return lines
 
 
 def markdown(report: dict, evaluations: dict) -> str:
@@ -94,6 +113,7 @@ def markdown(report: dict, evaluations: dict) -> str:
         for label, row in metrics["tflite"][main]["per_label"].items():
             lines.append(f"| {label} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
         lines += ["", "![confusion matrix](confusion_matrix.png)", "", "![training curves](training_curves.png)", ""]
+    lines += _unknown_lines(report.get("unknown"))
     lines += ["## Data", "", f"`{data['root']}` — fingerprint `{data['fingerprint'][:16]}`", "",
               "| label | " + " | ".join(next(iter(data["counts"].values()))) + " |",
               "|---|" + "---|" * len(next(iter(data["counts"].values())))]
