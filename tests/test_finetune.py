@@ -113,8 +113,9 @@ def test_awkward_data_is_skipped_and_reported(tmp_path, cache_dir, bad_data_tree
     assert sum(sum(c.values()) for c in counts.values()) == 3 * 3 + len(bad_data_tree.odd) + 1
 
 
-def mediapipe_labels(model: Path, photo: Path) -> list[tuple[str, float]]:
-    """What MediaPipe Tasks' ImageClassifier (a standard metadata consumer) makes of a model."""
+def mediapipe_heads(model: Path, photo: Path) -> list[tuple[str, list[tuple[str, float]]]]:
+    """What MediaPipe Tasks' ImageClassifier (a standard metadata consumer) makes of a model:
+    (head name, [(label, score), ...]) per output, in output order."""
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
@@ -122,32 +123,50 @@ def mediapipe_labels(model: Path, photo: Path) -> list[tuple[str, float]]:
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model)), max_results=3)
     with vision.ImageClassifier.create_from_options(options) as classifier:
         result = classifier.classify(mp.Image.create_from_file(str(photo)))
-    return [(c.category_name, c.score) for c in result.classifications[0].categories]
+    return [(head.head_name, [(c.category_name, c.score) for c in head.categories]) for head in result.classifications]
 
 
 def test_int8_export_is_small_and_integer(tmp_path, cache_dir):
+    from edgecam.data.nothing import nothing_frames
+
     result = run(config(tmp_path, cache_dir, FLOWERS_MINI, "export.quantization=int8", "export.max_accuracy_drop=1.0"))
     folder = result.run_dir
-    # Both exported files carry label names a standard consumer shows, with the runtime's scores.
+    # Both exported files carry label names a standard consumer shows, with the runtime's scores;
+    # the unknown score is their second output (MediaPipe's second head), with the runtime's value too.
     from edgecam.data.images import load_rgb
     from edgecam.modelfile.preprocess import fit_to_input
     from PIL import Image
 
     photo = tmp_path / "daisy.png"  # exactly the model's input size: no consumer-side resizing
     Image.fromarray(fit_to_input(load_rgb(next((FLOWERS_MINI / "daisy").glob("*.jpg"))), (224, 224))).save(photo)
+    nothing = nothing_frames(14, seed=5)  # two of each kind of "nothing here" frame
     for name in ("model.tflite", "model_float32.tflite"):
         ours = Classifier(folder / name)
-        expected = ours.classify(np.asarray(Image.open(photo)))
-        seen = mediapipe_labels(folder / name, photo)
+        expected, expected_unknown = ours.classify_all(np.asarray(Image.open(photo)))
+        heads = mediapipe_heads(folder / name, photo)
+        assert len(heads) == 2, (name, heads)
+        seen = heads[0][1]
         assert {label for label, _ in seen} == {"daisy", "roses", "tulips"}
         for label, score in seen:
             assert abs(score - expected[ours.labels.index(label)]) < 1e-3, (name, label)
+        assert heads[1][0] == "unknown_score" and abs(heads[1][1][0][1] - expected_unknown) < 1e-3, (name, heads[1])
+        # The score works in both: a photo it was trained on is known, "nothing here" frames are not.
+        assert ours.unknown_threshold == 0.5 == ours.info.extra["unknown"]["threshold"]
+        assert expected_unknown < 0.5, name
+        rejected = sum(ours.classify_all(frame)[1] > 0.5 for frame in nothing)
+        assert rejected >= len(nothing) - 1, f"{name}: only {rejected} of {len(nothing)} nothing frames rejected"
     int8 = Classifier(folder / "model.tflite")
     assert int8.labels == ("daisy", "roses", "tulips")
     assert int8.input_dtype == np.uint8 and int8._input["quantization"] == (1.0, 0)
-    assert np.dtype(int8._output["dtype"]) == np.uint8
+    assert np.dtype(int8._output["dtype"]) == np.uint8  # the probabilities
+    assert int8._unknown["name"] == "unknown_score" and np.dtype(int8._unknown["dtype"]) == np.uint8
+    float32 = Classifier(folder / "model_float32.tflite")
+    assert float32.input_dtype == np.uint8 and np.dtype(float32._output["dtype"]) == np.float32
+    assert float32._unknown["name"] == "unknown_score" and np.dtype(float32._unknown["dtype"]) == np.float32
     assert (folder / "model.tflite").stat().st_size < 0.5 * (folder / "model_float32.tflite").stat().st_size
     assert result.report["export"]["quantization"] == "int8"
+    # The report's unknown section is measured on the int8 model (model.tflite).
+    assert result.report["unknown"]["folders"]["nothing here (generated)"]["rejected"] >= 0.9
 
 
 def test_int8_gate_keeps_the_float_model(tmp_path):

@@ -239,3 +239,21 @@ def test_the_pi_camera_comes_first(tries, monkeypatch):
     source = open_source("", (320, 240))
     assert isinstance(source, Picamera2Source) and source.size == (320, 240)
     assert tries == ["opened picamera2"]  # camera 0 was never touched
+
+
+def test_frames_of_a_file_are_timed_by_the_video_not_by_how_fast_it_decodes(tmp_path):
+    """Hold times count video seconds: a 10 FPS file decoded in a blink still spans 1.2 s."""
+    from edgecam.runtime.capture import FrameGrabber
+    from edgecam.runtime.sources import open_source
+
+    path = tmp_path / "ten_fps.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 32))
+    for i in range(13):
+        writer.write(np.full((32, 32, 3), 20 * i, np.uint8))
+    writer.release()
+    times = []
+    with FrameGrabber(open_source(str(path))) as grabber:
+        while (frame := grabber.get(timeout=2.0)) is not None:
+            times.append(frame.time)
+    assert len(times) == 13
+    assert np.allclose(np.diff(times), 0.1) and times[-1] - times[0] == pytest.approx(1.2)

@@ -37,8 +37,8 @@ def features(colour) -> np.ndarray:
     return np.hstack([means, means ** 2])
 
 
-# The fixture's similarity term has a tiny spread (0.005), so float rounding moves its score a little.
-@pytest.mark.parametrize("model, tolerance", [(COLORS_UNKNOWN_MODEL, 0.02), (COLORS_UNKNOWN_INT8_MODEL, 0.03)])
+# The rule rounds like the model (int8 banks, XNNPACK's dynamic int8 inputs); the int8 model adds its own rounding.
+@pytest.mark.parametrize("model, tolerance", [(COLORS_UNKNOWN_MODEL, 2e-3), (COLORS_UNKNOWN_INT8_MODEL, 0.04)])
 def test_the_graph_computes_what_the_numpy_rule_computes(model, tolerance):
     rule, classifier = fixture_rule(), Classifier(model)
     for colour in COLOURS:

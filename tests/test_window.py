@@ -10,8 +10,9 @@ folder source from three real photos, starts its own Xvfb with a window manager,
 while the window is up, presses q in the window and checks the run ended with exit code 0 long
 before the frames ran out. The screenshot must show a source frame with the overlay at its
 top-left corner: the panel darkened, the green bars where the overlay puts them, and, read by
-tesseract, the model's labels (the top one first) and the FPS figure. The screenshot is kept
-in the test's tmp folder (pytest --basetemp=DIR keeps it somewhere known).
+tesseract, the decided label as the headline, the model's labels (the top one first) and the
+FPS figure. The screenshot is kept in the test's tmp folder (pytest --basetemp=DIR keeps it
+somewhere known).
 
 Debian packages the slow test needs: xvfb, openbox, xdotool, imagemagick (``import``),
 tesseract-ocr; and an OpenCV with a GUI (opencv-python, not opencv-python-headless).
@@ -32,7 +33,8 @@ import numpy as np
 import pytest
 
 from conftest import FLOWERS_MINI, V1_WEIGHTS, WEIGHTS, need
-from edgecam.runtime.overlay import GREEN, draw_overlay
+from edgecam.runtime.decisions import UNKNOWN
+from edgecam.runtime.overlay import GREEN, decided_text, draw_overlay
 
 TOP = [("sunflowers", 0.81), ("dandelion", 0.12), ("daisy", 0.05)]
 GREY_LEVEL = 128  # a uniform frame: everything the overlay draws differs from it
@@ -392,9 +394,13 @@ def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
     assert 0 <= x and 0 <= y and x + w <= screen.shape[1] and y + h <= screen.shape[0]
     shown = cv2.resize(screen[y : y + h, x : x + w], FRAME_SIZE, interpolation=cv2.INTER_LINEAR)
 
-    probs = classifier.classify(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    probs, unknown_score = classifier.classify_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     top = [(p.label, p.score) for p in classifier.top_k(probs, 3)]
-    expected = draw_overlay(frame.copy(), top, 10.0, 10.0)
+    # The decided label heads the panel (no smoothing: this frame's). The model carries an unknown
+    # score; a training photo is not expected to be rejected, but the headline follows the model.
+    rejected = classifier.unknown_threshold is not None and unknown_score > classifier.unknown_threshold
+    decided = UNKNOWN if rejected else top[0][0]
+    expected = draw_overlay(frame.copy(), top, 10.0, 10.0, headline=decided_text(decided, top[0][1]))
     changed = np.any(expected != frame, axis=2)
     ys, xs = np.nonzero(changed)
     px1, py1 = int(xs.max()) + 1, int(ys.max()) + 1  # the panel: from (0, 0) to here
@@ -411,12 +417,14 @@ def test_window_shows_labels_and_fps_and_q_quits(xvfb, small_model, tmp_path):
     overlap = (want & got).sum() / max(1, (want | got).sum())
     assert want.sum() > 50 and overlap > 0.6, f"green bars: {got.sum()} px shown, {want.sum()} expected, IoU {overlap:.2f}"
 
-    # 5. The text, read back: every label (the model has three, all shown), the top one first, FPS.
+    # 5. The text, read back: the decided label first, then every label (the model has three, all
+    #    shown), the top one first, and the FPS.
     text = ocr(screen[y : y + round(py1 * scale), x : x + round(px1 * scale)], tmp_path)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for label in labels:
         assert label in text, f"{label!r} not read on screen: {text!r}"
-    assert lines[0].startswith(top[0][0]), f"top label {top[0][0]!r} is not first: {lines}"
+    assert lines[0].startswith(decided), f"decided label {decided!r} is not the headline: {lines}"
+    assert lines[1].startswith(top[0][0]), f"top label {top[0][0]!r} is not the first row: {lines}"
     assert re.search(r"[\dOo]+\.[\dOo]\s*FPS", text), f"no FPS figure read on screen: {text!r}"
 
 

@@ -157,7 +157,7 @@ class UnknownConfig:
     # Share of the known validation images the calibrated threshold keeps.
     keep: float = 0.95
     # At most this many training images are stored in the model to compare frames with
-    # (the same share of each label); 2,000 add ~7 MB to a MobileNetV2 float model.
+    # (the same share of each label); 2,000 add ~3.7 MB to a MobileNetV2 model.
     examples: int = 2000
 
     def validate(self):

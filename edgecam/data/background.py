@@ -51,13 +51,17 @@ def scan_background(cfg: DataConfig, dirs: dict[str, Path], known_digests: set[s
             else:
                 skipped.append(Skipped(path, f"not an image file ({path.suffix or 'no extension'})"))
     samples, bad = _check_files(sorted(set(found), key=lambda s: str(s.path)), progress, index)
-    kept, seen, notices = [], set(), []
+    kept, seen, notices, copies = [], set(), [], 0
     for s in samples:
         if s.digest in known_digests:
             notices.append(f"background image {s.path} is also a labelled image: left out of the background")
-        elif s.digest not in seen:
+        elif s.digest in seen:
+            copies += 1
+        else:
             seen.add(s.digest)
             kept.append(s)
+    if copies:
+        notices.append(f"{copies} background image(s) are byte-identical copies of others: kept once")
     if cfg.background and not kept:
         raise DataError(f"data.background: no usable images in {', '.join(cfg.background)}")
     return kept, skipped + bad, notices

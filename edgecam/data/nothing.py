@@ -54,8 +54,9 @@ def nothing_frame(i: int, seed: int = 0, size: tuple[int, int] = SIZE) -> np.nda
 def write_nothing_frames(folder: str | Path, n: int, seed: int = 0, size: tuple[int, int] = SIZE) -> list[Path]:
     """Write ``n`` frames as PNGs ``nothing-<seed>-<i>-<kind>.png`` into ``folder``; return the paths.
 
-    Every frame is different, so the files have distinct bytes (a scan never collapses them as
-    duplicates). Files are written atomically; existing ones with the same name are replaced.
+    Frames almost never repeat; a flat one can (a plain wall saved at JPEG quality 1 decodes to
+    one colour), and a dataset scan then keeps one copy. Files are written atomically; existing
+    ones with the same name are replaced.
     """
     folder = Path(folder)
     files.make_folder(folder)

@@ -29,7 +29,7 @@ NEVER_DELIVERED_TRIES = 3  # reopen attempts for a live source that has not give
 @dataclass(frozen=True)
 class Frame:
     index: int  # capture order, counting dropped frames
-    time: float  # time.time() when captured
+    time: float  # time.time() when captured; for a file: its start plus the frame's place in the video
     rgb: np.ndarray
 
 
@@ -69,7 +69,16 @@ class FrameGrabber:
         self.stop()
 
     # -- producer -------------------------------------------------------------------------
+    def _clock(self):
+        """Frame times: the wall clock for live sources; for a file with a frame rate, the video's
+        own time from the moment it started, so hold times mean the same however fast it decodes."""
+        fps, start = (None if self.source.live else self.source.fps), time.time()
+        if not fps:
+            return lambda: time.time()
+        return lambda: start + self.captured / fps
+
     def _run(self) -> None:
+        clock = self._clock()
         try:
             while not self._stop.is_set():
                 rgb = self.source.read()
@@ -79,7 +88,7 @@ class FrameGrabber:
                     if not self.captured and not self.error and not self._stop.is_set():
                         self.error = SourceError(f"{self.source.name}: no frame could be read")
                     break
-                self._publish(Frame(self.captured, time.time(), rgb))
+                self._publish(Frame(self.captured, clock(), rgb))
                 self.captured += 1
         finally:
             self.finished.set()

@@ -64,8 +64,7 @@ class Graph:
         s = self.schema
         tensor = s.TensorT()
         tensor.name, tensor.shape = name, np.asarray(shape, np.int32)
-        tensor.type = {"float32": s.TensorType.FLOAT32, "float16": s.TensorType.FLOAT16,
-                       "int32": s.TensorType.INT32}[dtype]
+        tensor.type = {"float32": s.TensorType.FLOAT32, "int32": s.TensorType.INT32}[dtype]
         tensor.buffer = 0
         if data is not None:
             buffer = s.BufferT()
@@ -75,13 +74,10 @@ class Graph:
         self.graph.tensors = list(self.graph.tensors) + [tensor]
         return len(self.graph.tensors) - 1
 
-    def constant(self, name: str, values: np.ndarray, half: bool = False) -> int:
-        """A float32 constant; ``half`` stores it as float16 behind a DEQUANTIZE (half the bytes)."""
+    def constant(self, name: str, values: np.ndarray) -> int:
+        """A float32 constant."""
         values = np.asarray(values, np.float32)
-        if not half:
-            return self.tensor(name, values.shape, data=values)
-        stored = self.tensor(name + "/float16", values.shape, "float16", values.astype(np.float16))
-        return self.op("DEQUANTIZE", [stored], name, values.shape)
+        return self.tensor(name, values.shape, data=values)
 
     def op(self, kind: str, inputs: list[int], name: str, shape, options=None) -> int:
         """Append builtin ``kind`` with one new float32 output tensor; returns that tensor."""
@@ -200,9 +196,30 @@ class Graph:
         return len(self.tree.operatorCodes) - 1
 
     # -- common blocks ---------------------------------------------------------------------------
-    def dense(self, x: int, kernel: np.ndarray, bias: np.ndarray | None, name: str, half: bool = False) -> int:
-        """x [1, D] @ kernel (D, N) + bias → [1, N]."""
-        weights = self.constant(name + "/kernel", np.asarray(kernel, np.float32).T, half)
+    def int8_rows(self, name: str, values: np.ndarray) -> int:
+        """An int8 constant with one scale per row (symmetric): a quarter of float32's bytes, and
+        a FULLY_CONNECTED that reads it runs as a "hybrid" (float in and out) operator."""
+        values = np.asarray(values, np.float32)  # rows rounded like training.unknown.int8_rows
+        scale = np.maximum(np.abs(values).max(axis=1), 1e-12) / 127.0
+        data = np.clip(np.round(values / scale[:, None]), -127, 127).astype(np.int8)
+        tensor = self.tensor(name, values.shape)
+        t = self.graph.tensors[tensor]
+        t.type = self.schema.TensorType.INT8
+        buffer = self.schema.BufferT()
+        buffer.data = np.frombuffer(data.tobytes(), np.uint8)
+        self.tree.buffers = list(self.tree.buffers) + [buffer]
+        t.buffer = len(self.tree.buffers) - 1
+        q = self.schema.QuantizationParametersT()
+        q.scale, q.zeroPoint, q.quantizedDimension = scale.astype(np.float32), np.zeros(len(scale), np.int64), 0
+        t.quantization = q
+        return tensor
+
+    def dense(self, x: int, kernel: np.ndarray, bias: np.ndarray | None, name: str, int8: bool = False) -> int:
+        """x [1, D] @ kernel (D, N) + bias → [1, N]; ``int8``: the kernel stored as int8 rows."""
+        if int8:
+            weights = self.int8_rows(name + "/kernel", np.asarray(kernel, np.float32).T)
+        else:
+            weights = self.constant(name + "/kernel", np.asarray(kernel, np.float32).T)
         inputs = [x, weights] + ([self.constant(name + "/bias", bias)] if bias is not None else [-1])
         options = self.schema.FullyConnectedOptionsT()
         return self.op("FULLY_CONNECTED", inputs, name, (1, kernel.shape[1]), options)

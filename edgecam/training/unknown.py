@@ -48,7 +48,7 @@ def power_normalise(x: np.ndarray) -> np.ndarray:
 class UnknownRule:
     kernel: np.ndarray  # (D, N) head weights, for the logit term
     bias: np.ndarray  # (N,)
-    bank: np.ndarray  # (K, D) power-normalised training embeddings
+    bank: np.ndarray  # (K, D) power-normalised training embeddings (int8 rows, dequantised)
     mid_bank: np.ndarray | None  # (K, M) power-normalised mid-level features, or None
     background: np.ndarray | None  # (B, D) power-normalised background embeddings, or None
     mean: np.ndarray  # per term, on the known validation images
@@ -63,10 +63,10 @@ class UnknownRule:
 
     def term_values(self, pooled: np.ndarray, mid: np.ndarray | None = None) -> np.ndarray:
         """(n, terms) raw term values; background gate excluded."""
-        near = power_normalise(pooled) @ self.bank.T
+        near = dynamic_int8(power_normalise(pooled)) @ self.bank.T
         values = [(pooled @ self.kernel + self.bias).max(axis=1), near.max(axis=1)]
         if self.mid_bank is not None:
-            values.append((power_normalise(mid) @ self.mid_bank.T).max(axis=1))
+            values.append((dynamic_int8(power_normalise(mid)) @ self.mid_bank.T).max(axis=1))
         return np.stack(values, axis=1).astype(np.float32)
 
     def coefficients(self) -> tuple[np.ndarray, float]:
@@ -79,7 +79,7 @@ class UnknownRule:
         w, b = self.coefficients()
         score = self.term_values(pooled, mid) @ w + b
         if self.background is not None:
-            normalised = power_normalise(pooled)
+            normalised = dynamic_int8(power_normalise(pooled))
             gap = (normalised @ self.background.T).max(axis=1) - (normalised @ self.bank.T).max(axis=1)
             score = score + BACKGROUND_WEIGHT * np.maximum(gap, 0.0)
         return score.astype(np.float32)
@@ -119,10 +119,10 @@ def fit_unknown(kernel, bias, train: np.ndarray, train_mid: np.ndarray | None, v
                 val_mid: np.ndarray | None, keep: float, background: np.ndarray | None = None,
                 tap: str | None = None) -> UnknownRule:
     """Banks from ``train`` (plain views), standardisation and threshold from ``val``."""
-    rule = UnknownRule(
-        np.asarray(kernel, np.float32), np.asarray(bias, np.float32), power_normalise(train),
-        power_normalise(train_mid) if train_mid is not None else None,
-        power_normalise(background) if background is not None and len(background) else None,
+    rule = UnknownRule(  # the banks exactly as the model stores them, so calibration sees what it runs
+        np.asarray(kernel, np.float32), np.asarray(bias, np.float32), int8_rows(power_normalise(train)),
+        int8_rows(power_normalise(train_mid)) if train_mid is not None else None,
+        int8_rows(power_normalise(background)) if background is not None and len(background) else None,
         mean=np.zeros(2 + (train_mid is not None), np.float32), std=np.ones(2 + (train_mid is not None), np.float32),
         keep=keep, tap=tap,
     )
@@ -133,10 +133,34 @@ def fit_unknown(kernel, bias, train: np.ndarray, train_mid: np.ndarray | None, v
 
 
 def calibrate(known_scores: np.ndarray, keep: float) -> float:
-    """The threshold that keeps ``keep`` of the known images (score <= threshold is kept)."""
-    if not len(known_scores):
+    """The threshold that keeps ``keep`` of the known images (score <= threshold is kept).
+
+    It lies halfway between the last score kept and the next one, so that no calibration image
+    sits on the threshold, where float rounding in the model would decide it.
+    """
+    scores = np.sort(np.asarray(known_scores, np.float64))
+    if not len(scores):
         return float("inf")
-    return float(np.quantile(known_scores, keep, method="higher"))
+    last = min(int(np.ceil(keep * len(scores))) - 1, len(scores) - 1)
+    if last + 1 < len(scores):
+        return float((scores[last] + scores[last + 1]) / 2)
+    return float(scores[last] + max(0.5 * scores.std(), 1e-3))
+
+
+def dynamic_int8(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded as LiteRT's XNNPACK rounds the input of an int8-weight FULLY_CONNECTED: per
+    row, to 256 levels between min(x, 0) and max(x, 0) (the bank comparisons run that way)."""
+    low, high = np.minimum(x.min(axis=-1, keepdims=True), 0), np.maximum(x.max(axis=-1, keepdims=True), 0)
+    scale = np.maximum(high - low, 1e-12) / 255.0
+    zero = np.round(-128 - low / scale)
+    return ((np.clip(np.round(x / scale) + zero, -128, 127) - zero) * scale).astype(np.float32)
+
+
+def int8_rows(values: np.ndarray) -> np.ndarray:
+    """``values`` as the model stores them: int8 with one scale per row (returned dequantised)."""
+    values = np.asarray(values, np.float32)
+    scale = np.maximum(np.abs(values).max(axis=1), 1e-12) / 127.0
+    return (np.clip(np.round(values / scale[:, None]), -127, 127) * scale[:, None]).astype(np.float32)
 
 
 def append_unknown_score(g: Graph, pooled: int, mid: int | None, rule: UnknownRule, as_uint8: bool = False) -> int:
@@ -147,12 +171,12 @@ def append_unknown_score(g: Graph, pooled: int, mid: int | None, rule: UnknownRu
     logits = g.dense(x, rule.kernel, rule.bias, "unknown/logits")
     terms = [g.reduce("REDUCE_MAX", logits, (1,), "unknown/max_logit")]
     normalised = _power_normalise(g, x, "unknown/features")
-    near = g.reduce("REDUCE_MAX", g.dense(normalised, rule.bank.T, None, "unknown/bank", half=True), (1,),
+    near = g.reduce("REDUCE_MAX", g.dense(normalised, rule.bank.T, None, "unknown/bank", int8=True), (1,),
                     "unknown/near")
     terms.append(near)
     if rule.mid_bank is not None:
         mid_n = _power_normalise(g, g.as_float(mid), "unknown/mid_features")
-        terms.append(g.reduce("REDUCE_MAX", g.dense(mid_n, rule.mid_bank.T, None, "unknown/mid_bank", half=True),
+        terms.append(g.reduce("REDUCE_MAX", g.dense(mid_n, rule.mid_bank.T, None, "unknown/mid_bank", int8=True),
                               (1,), "unknown/mid"))
     concat = s.ConcatenationOptionsT()
     concat.axis = 1
@@ -169,7 +193,7 @@ def append_unknown_score(g: Graph, pooled: int, mid: int | None, rule: UnknownRu
 def _background_vote(g: Graph, normalised: int, near: int, shifted: int, rule: UnknownRule) -> int:
     s = g.schema
     nearest_bg = g.reduce("REDUCE_MAX", g.dense(normalised, rule.background.T, None, "unknown/background",
-                                                half=True), (1,), "unknown/near_background")
+                                                int8=True), (1,), "unknown/near_background")
     gap = g.op("RELU", [g.op("SUB", [nearest_bg, near], "unknown/gap", (1, 1), s.SubOptionsT())],
                "unknown/gap_relu", (1, 1))
     weight = g.constant("unknown/background_weight", np.float32([BACKGROUND_WEIGHT / SOFTNESS]))
