@@ -137,3 +137,11 @@ def test_background_config_errors_name_the_key(tmp_path):
     path.write_text("export:\n  unknown:\n    keep: 1.5\n")
     with pytest.raises(ConfigError, match=r"export.unknown.keep"):
         load_finetune_config(path)
+
+
+def test_background_paths_are_made_absolute_but_folder_names_stay(tmp_path, monkeypatch):
+    make_tree(tmp_path / "data", {"a": range(0, 10), "b": range(10, 20), "empty": range(20, 25)})
+    (tmp_path / "walls").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = load_finetune_config(None, ["data.path=data", "data.background=[empty, walls]"])
+    assert cfg.data.background == ("empty", str(tmp_path / "walls"))

@@ -216,6 +216,14 @@ def load_finetune_config(path: str | Path | None, overrides=()) -> FinetuneConfi
     return resolve_paths(cfg, Path.cwd())
 
 
+def _background_entry(entry: str, root: Path, base: Path) -> str:
+    """A folder name beside the label folders stays a name; any other entry becomes a full path."""
+    if "/" not in entry and ((root / entry).is_dir() or (root / "train" / entry).is_dir()):
+        return entry
+    path = Path(entry).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
 def resolve_paths(cfg: FinetuneConfig, base: Path) -> FinetuneConfig:
     def absolute(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
@@ -226,9 +234,11 @@ def resolve_paths(cfg: FinetuneConfig, base: Path) -> FinetuneConfig:
     cache = cfg.cache
     if cache and not Path(cache).expanduser().is_absolute():
         cache = str((base / cache).resolve())
+    root = absolute(cfg.data.path)
+    background = tuple(_background_entry(entry, root, base) for entry in cfg.data.background)
     return replace(
         cfg,
-        data=replace(cfg.data, path=absolute(cfg.data.path)),
+        data=replace(cfg.data, path=root, background=background),
         model=replace(cfg.model, weights=weights),
         output=absolute(cfg.output),
         cache=cache,

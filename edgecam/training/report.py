@@ -42,6 +42,8 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
             "fingerprint": dataset.fingerprint(),
             "labels": labels,
             "counts": dataset.counts(),
+            "background": {split: sum(s.split == split for s in dataset.background)
+                           for split in ("train", "val", "test")} if dataset.background else {},
             "given_splits": list(dataset.given_splits),
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped],
             "duplicates": [{"kept_digest": d.digest, "paths": [str(p) for p in d.paths]} for d in dataset.duplicates],
