@@ -253,8 +253,9 @@ def test_missing_background_folder_is_a_one_line_error(tmp_path, monkeypatch):
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     # A folder that is not there is a data error (exit code 1), like a missing data.path.
     assert (result.exit_code, result.stdout) == (1, ""), result.output
-    assert result.stderr == (f"Error: data.background: 'missing' is neither a folder beside the label folders in "
-                             f"{FLOWERS_MINI} nor a folder\n")
+    # Not beside the labels, so a path from here, made absolute at load time (and so in the message).
+    assert result.stderr == (f"Error: data.background: '{tmp_path / 'missing'}' is neither a folder beside the label "
+                             f"folders in {FLOWERS_MINI} nor a folder\n")
     assert not (tmp_path / "runs").exists()  # found before any run folder (or TensorFlow)
 
 
