@@ -7,6 +7,7 @@ only here. Heavy imports (TensorFlow) happen inside the commands that need them,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -57,6 +58,7 @@ def cli():
     Speed:        edgecam benchmark MODEL.tflite
     Data:         edgecam datasets get flowers
     This machine: edgecam doctor [--model MODEL.tflite] [--json]
+    Cameras:      edgecam fleet mqtt://BROKER [--json] [--once]
     """
 
 
@@ -137,7 +139,7 @@ def evaluate(model, data_dir, labels, out, unknown_dirs, quiet):
 
 
 # Options whose YAML key is not their name with underscores (the web page has its own section).
-OPTION_KEYS = {"serve": "serve.address", "token": "serve.token"}
+OPTION_KEYS = {"serve": "serve.address", "token": "serve.token", "mqtt": "mqtt.url"}
 
 
 def _load_camera_config(cls, config_path: Path | None, options: dict):
@@ -190,11 +192,16 @@ def _need_opencv() -> None:
               "is given (0.0.0.0 = every interface, with a token). Opens no window unless --window.")
 @click.option("--token", help="Access token for the page [default: generated when HOST is not loopback].")
 @click.option("--window", is_flag=True, default=None, help="With --serve: open the window too.")
+@click.option("--mqtt", metavar="URL", help="Publish labels to this MQTT broker, mqtt://HOST[:PORT] or mqtts://... "
+              "(TLS), with Home Assistant discovery; other settings under mqtt: in --config. Password: "
+              "$EDGECAM_MQTT_PASSWORD or mqtt.password_file.")
 def run(model, config_path, **options):
     """Classify camera frames with MODEL.tflite: labels, confidence and FPS on screen or as JSON lines.
 
     Needs no TensorFlow. Press q or Esc in the window to quit; Ctrl-C or SIGTERM stop cleanly.
+    Replacing the model file (or SIGHUP) loads it again, checked, without stopping.
     With --serve, a browser shows the same (with --headless, JSON lines go to stdout as well).
+    With --mqtt, label changes go to an MQTT broker too, found by Home Assistant (discovery).
     """
     from edgecam.config.camera import RunConfig
 
@@ -204,14 +211,41 @@ def run(model, config_path, **options):
         raise click.UsageError("no model: pass MODEL.tflite or set model: in --config")
     _need_opencv()
     _quiet_native_logs()
-    if cfg.serve.address:
-        from edgecam.serving.run_page import serve_run
+    from edgecam.runtime.control import Control
 
-        serve_run(cfg)
-    else:
-        from edgecam.runtime.loop import run as run_loop
+    control = Control()  # threshold, pause, snapshot, reload: SIGHUP (and MQTT) reach the loop through it
+    extra = None
+    if cfg.mqtt.url:
+        from edgecam.mqtt.session import mqtt_outputs
 
-        run_loop(cfg)
+        extra = mqtt_outputs(cfg, control)  # connects once the model is open; the loop closes it
+    with _reload_on_sighup(control):
+        if cfg.serve.address:
+            from edgecam.serving.run_page import serve_run
+
+            serve_run(cfg, control=control, extra_outputs=extra)
+        else:
+            from edgecam.runtime.loop import run as run_loop
+
+            run_loop(cfg, control=control, extra_outputs=extra)
+
+
+@contextlib.contextmanager
+def _reload_on_sighup(control):
+    """SIGHUP reloads the model (systemd's ExecReload, ``kill -HUP``), as daemons re-read their config.
+
+    No SIGHUP on Windows, and signals can only be set from the main thread: then nothing is installed.
+    """
+    sighup = getattr(signal, "SIGHUP", None)
+    try:
+        previous = signal.signal(sighup, lambda signum, frame: control.request_reload("SIGHUP")) if sighup else None
+    except ValueError:  # not the main thread (e.g. a test running the command in a thread)
+        sighup = previous = None
+    try:
+        yield
+    finally:
+        if sighup:
+            signal.signal(sighup, previous if previous is not None else signal.SIG_DFL)
 
 
 @cli.command(context_settings={"show_default": True})
@@ -295,6 +329,34 @@ def doctor(model, as_json):
     click.echo(format_json(checks) if as_json else format_text(checks))
     if failed(checks):
         raise SystemExit(1)
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("broker", metavar="mqtt://[USER@]HOST[:PORT]")
+@click.option("--prefix", default="edgecam", help="Topic prefix the cameras publish under (<prefix>/<device>/...).")
+@click.option("--username", help="Broker user name [default: the URL's].")
+@click.option("--password-file", type=click.Path(path_type=Path),
+              help="File whose first line is the broker password ($EDGECAM_MQTT_PASSWORD wins).")
+@click.option("--ca-file", type=click.Path(path_type=Path),
+              help="mqtts://: CA certificate to trust [default: the system's].")
+@click.option("--cert-file", type=click.Path(path_type=Path), help="mqtts://: client certificate, if the broker asks.")
+@click.option("--key-file", type=click.Path(path_type=Path), help="mqtts://: the client certificate's key.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON snapshot of every device per line, on each change.")
+@click.option("--once", is_flag=True, help="Print once, after the broker's retained messages, and exit.")
+@click.option("--wait", type=click.FloatRange(0, 3600), default=0.5, help="With --once: seconds to keep listening "
+              "after the retained messages (e.g. for heartbeats) before printing.")
+def fleet(broker, prefix, username, password_file, ca_file, cert_file, key_file, as_json, once, wait):
+    """Every edgecam camera on an MQTT broker: online or not, label, score, FPS, model, last seen.
+
+    Built from what `edgecam run --mqtt` leaves on the broker (retained messages and heartbeats).
+    Updates live until Ctrl-C: redrawn in place on a terminal, else a new table (or JSON line) on
+    each change. The password: $EDGECAM_MQTT_PASSWORD, else --password-file (one in the URL works
+    too, and wins, but `ps` shows it).
+    """
+    from edgecam.fleet import parse_broker, watch
+
+    target = parse_broker(broker, username, password_file, ca_file, cert_file, key_file)
+    watch(target, prefix, sys.stdout, as_json=as_json, once=once, wait=wait)
 
 
 def _quiet_native_logs() -> None:

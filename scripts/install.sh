@@ -10,11 +10,14 @@ python=${PYTHON:-python3}
 "$venv/bin/python" -m pip install --quiet -e ".[train,test]"
 "$venv/bin/python" -m pip install --quiet --no-deps "mediapipe==1.2.3" "sounddevice>=0.5,<0.6"
 # Tests that drive a real window (Xvfb with the openbox window manager, xdotool, screenshots,
-# OCR) or a real browser (Chromium) need these Debian tools; without them those tests skip and
-# say why. Installed when we may (root with apt).
-apt_tools=(xvfb openbox xdotool imagemagick tesseract-ocr chromium)
+# OCR), a real browser (Chromium) or a real MQTT broker (mosquitto, with certificates made by
+# openssl) need these Debian tools; without them those tests skip and say why. Installed when we
+# may (root with apt).
+apt_tools=(xvfb openbox xdotool imagemagick tesseract-ocr chromium mosquitto openssl)
 missing=()
-for tool in Xvfb openbox xdotool import tesseract chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in Xvfb openbox xdotool import tesseract chromium mosquitto openssl; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_tools[@]}" >/dev/null
 fi

@@ -26,11 +26,11 @@ STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 # The top-level modules and sub-packages of edgecam. A new one must be added here (and given
 # its rules), or test_every_part_is_declared fails.
 PARTS = frozenset({"cli", "config", "console", "errors", "files", "plots", "data", "modelfile", "runtime",
-                   "evaluation", "serving", "collect", "training", "datasets", "doctor"})
+                   "evaluation", "serving", "collect", "training", "datasets", "doctor", "fleet", "mqtt"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})  # edgecam/__init__.py, edgecam/__main__.py
 # What runs on a Raspberry Pi (and under `edgecam evaluate` anywhere): never TensorFlow.
 EDGE = frozenset({"runtime", "modelfile", "data", "evaluation", "serving", "collect", "config", "console",
-                  "errors", "files", "datasets", "doctor"})
+                  "errors", "files", "datasets", "doctor", "fleet", "mqtt"})
 HEAVY = frozenset({"tensorflow", "keras", "tf_keras", "matplotlib"})
 
 
@@ -65,13 +65,17 @@ THIRD_PARTY = {
     "datasets": allowed(),  # downloads with the standard library only: works on any install
     # doctor tries what a part would import, inside the check that needs it (a missing one is a finding).
     "doctor": allowed(lazily={"numpy", "cv2"}),
+    "fleet": allowed(lazily={"paho"}),  # edgecam fleet: paho-mqtt only once a broker is contacted
+    # edgecam run --mqtt: paho-mqtt (pure Python), and OpenCV to encode snapshots. Loaded only with --mqtt.
+    "mqtt": allowed({"paho", "numpy", "cv2"}),
     "cli": allowed({"click"}, {"cv2"}),  # cv2 only to tell people how to install it
     "__main__": allowed(),
     "__init__": allowed(),
 }
 # Parts each part must not import at all (edgecam.<part> and anything under it).
 FORBIDDEN_PARTS = {
-    "runtime": {"serving", "collect", "evaluation", "data", "training"},
+    # mqtt reaches the loop as an extra Output built by the CLI, like the web page.
+    "runtime": {"serving", "collect", "evaluation", "data", "training", "mqtt"},
 }
 # Parts a part may import, if it is restricted to a few (itself is always allowed).
 ONLY_PARTS = {
@@ -82,6 +86,8 @@ ONLY_PARTS = {
     "console": {"errors"},
     "datasets": {"errors", "files", "console"},
     "doctor": {"errors", "files", "runtime", "modelfile"},
+    "fleet": {"errors", "console", "config"},  # runs wherever paho does: no OpenCV, no runtime
+    "mqtt": {"errors", "console", "config", "runtime", "__init__"},  # __init__: edgecam.__version__
 }
 # Modules nobody but the listed importers may import.
 PRIVATE = {"edgecam.cli": {"edgecam.cli", "edgecam.__main__"}}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from edgecam.config.mqtt import MqttConfig
+
 MIN_TOKEN = 8
 KEYS = "123456789"  # collect's window: key n saves a photo for label n
 
@@ -129,6 +131,8 @@ class RunConfig(CameraConfig):
     max_frames: int = 0
     # Reopen a live camera or stream that stops delivering frames.
     reconnect: bool = True
+    # Publish labels to an MQTT broker, with Home Assistant discovery (see MqttConfig).
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     def validate(self):
         problem = super().validate()

@@ -16,7 +16,7 @@ from edgecam.doctor import Check
 from edgecam.files import cache_dir
 
 # The base install's requirements (pyproject.toml), by distribution name.
-REQUIRED = ("numpy", "ai-edge-litert", "ml_dtypes", "flatbuffers", "pillow", "click", "pyyaml")
+REQUIRED = ("numpy", "ai-edge-litert", "ml_dtypes", "flatbuffers", "pillow", "click", "pyyaml", "paho-mqtt")
 OPENCV_FIX = ("on a Raspberry Pi `sudo apt install python3-opencv` (in a venv made with --system-site-packages), "
               "elsewhere `pip install 'edgecam[opencv]'`")
 APT_PACKAGES = Path("/usr/lib/python3/dist-packages")  # where Debian's python3-* packages live

@@ -2,7 +2,9 @@
 
 The interpreter is built once; capture runs in its own thread; preprocessing, inference,
 decisions and drawing run here, once per frame. Everything is released on the way out,
-whatever the reason (end of file, q, Ctrl-C, SIGTERM).
+whatever the reason (end of file, q, Ctrl-C, SIGTERM). Between frames the loop applies what a
+``Control`` asked for (threshold, pause, snapshot) and swaps in a model the ``Reloader`` has
+loaded and checked in the background.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from edgecam.config.camera import RunConfig
 from edgecam.console import log
 from edgecam.runtime.capture import Frame, FrameGrabber, frames
 from edgecam.runtime.classifier import Classifier
+from edgecam.runtime.control import Control, ModelVersion
 from edgecam.runtime.decisions import ChangeCommand, Decider
 from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput, close_all
 from edgecam.runtime.overlay import decided_text, draw_overlay
+from edgecam.runtime.reload import Loaded, Reloader, load_model
 from edgecam.runtime.result import Result
 from edgecam.runtime.sources import Source, open_source, quiet_opencv
 from edgecam.runtime.stats import RunStats, SlidingFPS, summary_line
@@ -28,12 +32,67 @@ from edgecam.runtime.stats import RunStats, SlidingFPS, summary_line
 ExtraOutputs = Callable[[Classifier, Source], "list[Output]"]
 
 
-def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig,
-           stop: threading.Event | None = None) -> Iterator[tuple[Frame, Result]]:
-    """Yield (frame, result) for each processed frame until the source ends or ``stop`` is set."""
-    decider = make_decider(classifier, cfg)
-    fps = SlidingFPS()
-    for frame in frames(grabber, stop or threading.Event(), limit=cfg.max_frames):
+def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop: threading.Event | None = None,
+           control: Control | None = None, reloader: Reloader | None = None) -> Iterator[tuple[Frame, Result]]:
+    """Yield (frame, result) for each processed frame until the source ends or ``stop`` is set.
+
+    ``control`` is polled between frames (threshold, pause, snapshot); ``reloader`` hands over
+    checked new models, swapped in between two frames.
+    """
+    control, stop = control or Control(), stop or threading.Event()
+    inference = Inference(classifier, cfg, control, reloader)
+    processed = 0
+    for frame in frames(grabber, stop):
+        inference.between_frames(frame)
+        if control.paused:
+            if grabber.source.live:
+                continue  # read and let go: a live camera never backs up; nothing inferred or published
+            if not control.wait_resumed(stop):  # a file waits where it is: no frame lost
+                return
+            inference.between_frames(frame)
+        yield frame, inference.result(frame)
+        processed += 1
+        if cfg.max_frames and processed >= cfg.max_frames:
+            return
+
+
+class Inference:
+    """The running model and its decisions: one ``Result`` per frame, with what the Control asked for
+    (a threshold rule, a snapshot) and a reloaded model applied between frames."""
+
+    def __init__(self, classifier: Classifier, cfg: RunConfig, control: Control, reloader: Reloader | None = None):
+        self.classifier, self.cfg, self.control, self.reloader = classifier, cfg, control, reloader
+        self.threshold = cfg.threshold
+        self.decider = make_decider(classifier, cfg)
+        self.fps = SlidingFPS()
+        self._announce: ModelVersion | None = None  # a new model, named on the next result
+        self._paused = False
+
+    def between_frames(self, frame: Frame) -> None:
+        if self.control.paused != self._paused:
+            self._paused = self.control.paused
+            log("paused: frames are read but not classified" if self._paused else "resumed")
+        asked, value = self.control.take_threshold()
+        if asked:
+            self.threshold = value
+            apply_rule(self.decider, self.classifier, value)
+            said = f"threshold {value:g}" if value is not None else "threshold cleared"
+            log(f"{said}: {rule_text(self.classifier, value) or 'nothing is unknown'}")
+        if self.reloader is not None:
+            self.reloader.offer(frame.rgb)
+            loaded = self.reloader.take()
+            if loaded is not None:
+                self._swap(loaded)
+
+    def _swap(self, loaded: Loaded) -> None:
+        self.classifier = loaded.classifier
+        self.decider.new_model(loaded.classifier.labels)
+        apply_rule(self.decider, self.classifier, self.threshold)
+        self.control.model = self._announce = loaded.version
+        log(f"model reloaded: {loaded.version.path} (sha256 {loaded.version.sha256[:12]})")
+
+    def result(self, frame: Frame) -> Result:
+        classifier, decider = self.classifier, self.decider
         start = time.perf_counter()
         tensor = classifier.prepare(frame.rgb)
         t_infer = time.perf_counter()
@@ -41,21 +100,30 @@ def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig,
         inference_ms = (time.perf_counter() - t_infer) * 1000
         smoothed = decider.smooth(probs)
         decision = decider.decide(smoothed, frame.time, decider.smooth_unknown(unknown))
-        top = tuple((p.label, p.score) for p in classifier.top_k(smoothed, cfg.top_k))
+        top = tuple((p.label, p.score) for p in classifier.top_k(smoothed, self.cfg.top_k))
         latency_ms = (time.perf_counter() - start) * 1000
-        yield frame, Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
-                            fps.tick(), inference_ms, latency_ms, decision.unknown_score)
+        model, self._announce = self._announce, None
+        return Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
+                      self.fps.tick(), inference_ms, latency_ms, decision.unknown_score,
+                      snapshot=self.control.take_snapshot(), model_path=model and model.path,
+                      model_sha256=model and model.sha256)
 
 
 def make_decider(classifier: Classifier, cfg: RunConfig) -> Decider:
-    """One 'unknown' rule: --threshold on the top score when given, else the model's calibrated rejection.
+    """One 'unknown' rule: --threshold on the top score when given, else the model's calibrated rejection."""
+    decider = Decider(classifier.labels, cfg.smoothing, 0.0, cfg.hold)
+    apply_rule(decider, classifier, cfg.threshold)
+    return decider
 
-    A user's number means "this is the rule I want", so it turns the model's rejection off; with
-    neither, nothing is unknown (threshold 0), as for models before open-set scores.
-    """
-    if cfg.threshold is not None:
-        return Decider(classifier.labels, cfg.smoothing, cfg.threshold, cfg.hold)
-    return Decider(classifier.labels, cfg.smoothing, 0.0, cfg.hold, classifier.unknown_threshold)
+
+def apply_rule(decider: Decider, classifier: Classifier, threshold: float | None) -> None:
+    """A number is the user's rule (the top score against it), so it turns the model's rejection off;
+    None is the model's calibrated rejection, and with neither nothing is unknown (threshold 0), as
+    for models before open-set scores."""
+    if threshold is not None:
+        decider.threshold, decider.unknown_threshold = threshold, None
+    else:
+        decider.threshold, decider.unknown_threshold = 0.0, classifier.unknown_threshold
 
 
 def unknown_rule(classifier: Classifier, cfg: RunConfig) -> str | None:
@@ -63,8 +131,17 @@ def unknown_rule(classifier: Classifier, cfg: RunConfig) -> str | None:
     if classifier.unknown_threshold is None:
         return None
     if cfg.threshold is not None:
-        return (f"--threshold {cfg.threshold:g}: unknown below that top score; the model's calibrated "
-                "rejection is off")
+        return f"--threshold {cfg.threshold:g}: {rule_text(classifier, cfg.threshold)}"
+    return rule_text(classifier, None)
+
+
+def rule_text(classifier: Classifier, threshold: float | None) -> str | None:
+    """When frames are called unknown under ``threshold`` (None: the model's rule; None if it has none)."""
+    if threshold is not None:
+        off = "; the model's calibrated rejection is off" if classifier.unknown_threshold is not None else ""
+        return f"unknown below that top score{off}"
+    if classifier.unknown_threshold is None:
+        return None
     keep = classifier.unknown_keep
     calibrated = f"calibrated to keep {keep:.0%} of known images" if keep is not None else "calibrated"
     return f"unknown above {classifier.unknown_threshold:.4g} ({calibrated}; --threshold overrides)"
@@ -82,34 +159,30 @@ def build_outputs(cfg: RunConfig, source_fps: float | None, window: bool) -> lis
 
 
 def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: ExtraOutputs | None = None,
-        source: Source | None = None, window: bool | None = None) -> dict:
+        source: Source | None = None, window: bool | None = None, control: Control | None = None) -> dict:
     """Run the camera loop described by ``cfg``; returns the summary (also logged to stderr).
 
     ``stop`` ends the loop from another thread; ``extra_outputs`` adds outputs (e.g. a web
     page); ``source`` replaces ``cfg.source`` (an opened Source, e.g. a fake camera);
-    ``window`` overrides the default (a window unless headless).
+    ``window`` overrides the default (a window unless headless); ``control`` steers the running
+    loop from other threads (threshold, pause, snapshot, model reload: ``edgecam.runtime.control``).
     """
     quiet_opencv()
-    classifier = Classifier(cfg.model, labels=cfg.labels or None, num_threads=cfg.threads or None)
+    control = control or Control()
+    model = load_model(cfg.model, cfg.labels or None, cfg.threads or None)
+    classifier, control.model = model.classifier, model.version
     source = source or open_source(cfg.source, cfg.size())
     log(f"{cfg.model}: {len(classifier.labels)} labels, input {classifier.input_size[1]}x{classifier.input_size[0]} "
         f"{classifier.input_dtype.name}; source: {source.name}")
     rule = unknown_rule(classifier, cfg)
     if rule:
         log(rule)
-    outputs: list[Output] = []
-    try:  # outputs first: a missing display or bad record path fails before any frame is read
-        outputs += build_outputs(cfg, source.fps, not cfg.headless if window is None else window)
-        outputs += extra_outputs(classifier, source) if extra_outputs else []
-    except BaseException:
-        for output in outputs:
-            output.close()
-        source.close()
-        raise
+    outputs = _open_outputs(cfg, classifier, source, extra_outputs, window)
     stats = RunStats()
-    with FrameGrabber(source, reconnect=cfg.reconnect) as grabber:
+    with FrameGrabber(source, reconnect=cfg.reconnect) as grabber, \
+            Reloader(model, control, cfg.labels or None, cfg.threads or None) as reloader:
         try:
-            _process(classifier, grabber, cfg, stop, outputs, stats)
+            _process(stream(classifier, grabber, cfg, stop, control, reloader), cfg, outputs, stats)
         finally:
             failed = close_all(outputs)  # e.g. a recording the disk could not hold
             summary = stats.summary(grabber.dropped, grabber.reconnects)
@@ -119,23 +192,42 @@ def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: Extr
     return summary
 
 
-def _process(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop: threading.Event | None,
-             outputs: list[Output], stats: RunStats) -> None:
-    """The loop's body: results to every output, the overlay drawn only when someone shows pixels."""
-    on_change = ChangeCommand(cfg.on_change) if cfg.on_change else None
-    for frame, result in stream(classifier, grabber, cfg, stop):
-        stats.add(result.latency_ms)
-        pixels = any(o.wants_pixels for o in outputs)  # per frame: a web view wants them only while watched
-        if result.changed:
-            log(f"label: {result.label} ({result.score:.0%})")
-            if on_change:
-                on_change(result)
-        annotated = None
-        if pixels:
-            annotated = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
-            draw_overlay(annotated, list(result.top), result.fps, result.inference_ms,
-                         headline=decided_text(result.label, result.score))
+def _open_outputs(cfg: RunConfig, classifier: Classifier, source: Source, extra_outputs: ExtraOutputs | None,
+                  window: bool | None) -> list[Output]:
+    """Outputs first: a missing display or bad record path fails before any frame is read."""
+    outputs: list[Output] = []
+    try:
+        outputs += build_outputs(cfg, source.fps, not cfg.headless if window is None else window)
+        outputs += extra_outputs(classifier, source) if extra_outputs else []
+    except BaseException:
         for output in outputs:
-            output.write(result, annotated)
-        if any(o.quit_requested for o in outputs):
-            break
+            output.close()
+        source.close()
+        raise
+    return outputs
+
+
+def _process(results: Iterator[tuple[Frame, Result]], cfg: RunConfig, outputs: list[Output], stats: RunStats) -> None:
+    """The loop's body: results to every output, the overlay drawn only when someone shows pixels
+    (or a snapshot was asked for)."""
+    on_change = ChangeCommand(cfg.on_change) if cfg.on_change else None
+    try:
+        for frame, result in results:
+            stats.add(result.latency_ms)
+            pixels = result.snapshot or any(o.wants_pixels for o in outputs)  # a web view wants them while watched
+            if result.changed:
+                log(f"label: {result.label} ({result.score:.0%})")
+                if on_change:
+                    on_change(result)
+            annotated = None
+            if pixels:
+                annotated = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+                draw_overlay(annotated, list(result.top), result.fps, result.inference_ms,
+                             headline=decided_text(result.label, result.score))
+            for output in outputs:
+                output.write(result, annotated)
+            if any(o.quit_requested for o in outputs):
+                break
+    finally:
+        if on_change:
+            on_change.close()

@@ -17,6 +17,9 @@ class Result:
     inference_ms: float  # interpreter time
     latency_ms: float  # capture to result (preprocessing + inference + decisions)
     unknown_score: float | None = None  # smoothed open-set score, for models with an `unknown_score` output
+    snapshot: bool = False  # a snapshot was asked for (Control.snapshot): this frame's annotated image is drawn
+    model_path: str | None = None  # set only on the first frame of a reloaded model: its file ...
+    model_sha256: str | None = None  # ... and the SHA-256 of its bytes
 
     def to_dict(self) -> dict:
         out = {
@@ -32,4 +35,8 @@ class Result:
         }
         if self.unknown_score is not None:  # only models that have one: other lines keep their keys
             out["unknown_score"] = round(self.unknown_score, 4)
+        if self.snapshot:  # these two only on the frames they concern, so other lines keep their keys
+            out["snapshot"] = True
+        if self.model_sha256 is not None:
+            out["model"] = {"path": self.model_path, "sha256": self.model_sha256}
         return out

@@ -14,7 +14,8 @@ import numpy as np
 
 from edgecam.config.camera import RunConfig
 from edgecam.runtime.classifier import Classifier
-from edgecam.runtime.loop import run
+from edgecam.runtime.control import Control
+from edgecam.runtime.loop import ExtraOutputs, run
 from edgecam.runtime.outputs import Output
 from edgecam.runtime.result import Result
 from edgecam.runtime.sources import Source
@@ -25,11 +26,12 @@ class RunPage(Page):
     """What ``/api/status`` reports for ``edgecam run``: the latest result and its context."""
 
     html, title, script = "live.html", "edgecam live", "live.js"
-    heading = 'edgecam <span id="model" class="dim"></span>'
+    heading = 'edgecam <span id="model" class="dim"></span> <span id="sha256" class="dim"></span>'
 
-    def __init__(self, model: str, source: str = ""):
+    def __init__(self, model: str, source: str = "", control: Control | None = None):
         super().__init__()
         self.model, self.source = model, source
+        self.control = control  # tells which model runs (it changes when the file is reloaded)
         self.labels: tuple[str, ...] = ()
         self.result: Result | None = None
         self.processed = 0
@@ -40,9 +42,11 @@ class RunPage(Page):
 
     def status(self) -> dict:
         result = self.result
+        version = self.control.model if self.control else None
         return {
             "page": "run",
-            "model": self.model,
+            "model": version.path if version else self.model,
+            "model_sha256": version.sha256 if version else None,
             "labels": list(self.labels),
             "source": self.source,  # answers are redacted as they leave (handler._json)
             "viewers": self.frames.viewers,
@@ -70,20 +74,26 @@ class LiveView(Output):
 
 
 def serve_run(cfg: RunConfig, stop: threading.Event | None = None, source: Source | None = None,
-              on_ready: Callable[[WebServer], None] | None = None) -> dict:
+              on_ready: Callable[[WebServer], None] | None = None, control: Control | None = None,
+              extra_outputs: ExtraOutputs | None = None) -> dict:
     """``loop.run`` with the live page on ``cfg.serve``; returns the run summary.
 
     The address is bound first, so a taken port fails before the camera or model is opened.
-    ``on_ready`` gets the running server (tests use it to learn a port chosen by the OS).
+    ``on_ready`` gets the running server (tests use it to learn a port chosen by the OS);
+    ``control`` goes to ``loop.run`` (one is made when none is given: the page reads the model from it);
+    ``extra_outputs`` adds outputs beside the page's (e.g. MQTT), built before the page says it is live.
     """
-    page = RunPage(cfg.model)
+    control = control or Control()
+    page = RunPage(cfg.model, control=control)
     with start_server(page, cfg.serve) as server:
 
         def outputs(classifier: Classifier, opened: Source) -> list[Output]:
+            more = extra_outputs(classifier, opened) if extra_outputs else []
             page.attach(classifier, opened)
             server.announce("live view")
             if on_ready:
                 on_ready(server)
-            return [LiveView(page)]
+            return [LiveView(page)] + more
 
-        return run(cfg, stop=stop, extra_outputs=outputs, source=source, window=cfg.window and not cfg.headless)
+        return run(cfg, stop=stop, extra_outputs=outputs, source=source, window=cfg.window and not cfg.headless,
+                   control=control)

@@ -22,6 +22,8 @@
 
   edgecam.listen((status) => {
     byId("model").textContent = status.model.split(/[\\/]/).pop();
+    // which bytes run: a reloaded model shows its new hash
+    byId("sha256").textContent = status.model_sha256 ? `sha256 ${status.model_sha256.slice(0, 12)}` : "";
     byId("source").textContent = status.source || "–";
     byId("viewers").textContent = status.viewers;
     const result = status.result;
