@@ -8,7 +8,6 @@ only here. Heavy imports (TensorFlow) happen inside the commands that need them,
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 
 from edgecam import __version__
+from edgecam.console import quiet_native_logs as _quiet_native_logs
 from edgecam.errors import EdgecamError
 
 
@@ -55,6 +55,7 @@ def cli():
     Anywhere:     edgecam evaluate MODEL.tflite DATA_DIR
     Camera:       edgecam run MODEL.tflite [--source ...] [--headless] [--serve PORT]
     Photos:       edgecam collect DATASET_DIR --labels a,b,c [--serve PORT]
+    Kept frames:  edgecam review DIR --dataset DATASET_DIR [--serve PORT]
     Speed:        edgecam benchmark MODEL.tflite
     Data:         edgecam datasets get flowers
     This machine: edgecam doctor [--model MODEL.tflite] [--json]
@@ -139,7 +140,7 @@ def evaluate(model, data_dir, labels, out, unknown_dirs, quiet):
 
 
 # Options whose YAML key is not their name with underscores (the web page has its own section).
-OPTION_KEYS = {"serve": "serve.address", "token": "serve.token", "mqtt": "mqtt.url"}
+OPTION_KEYS = {"serve": "serve.address", "token": "serve.token", "mqtt": "mqtt.url", "keep": "keep.dir"}
 
 
 def _load_camera_config(cls, config_path: Path | None, options: dict):
@@ -195,6 +196,8 @@ def _need_opencv() -> None:
 @click.option("--mqtt", metavar="URL", help="Publish labels to this MQTT broker, mqtt://HOST[:PORT] or mqtts://... "
               "(TLS), with Home Assistant discovery; other settings under mqtt: in --config. Password: "
               "$EDGECAM_MQTT_PASSWORD or mqtt.password_file.")
+@click.option("--keep", metavar="DIR", help="Save frames worth a second look (unknown, label flips, disagreements, low "
+              "margins, a few samples) to DIR as JPEG + JSON, rate-limited; other settings under keep: in --config.")
 def run(model, config_path, **options):
     """Classify camera frames with MODEL.tflite: labels, confidence and FPS on screen or as JSON lines.
 
@@ -359,31 +362,26 @@ def fleet(broker, prefix, username, password_file, ca_file, cert_file, key_file,
     watch(target, prefix, sys.stdout, as_json=as_json, once=once, wait=wait)
 
 
-def _quiet_native_logs() -> None:
-    """Hide what TensorFlow's and LiteRT's C++ code prints (CUDA probing, delegate notices).
+@cli.command(context_settings={"show_default": True})
+@click.argument("kept", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--dataset", metavar="DATASET_DIR", required=True, type=click.Path(path_type=Path),
+              help="Dataset to file frames into (one folder per label; a new label makes a new folder).")
+@click.option("--serve", "address", default="8080", metavar="[HOST:]PORT", help="Address of the page; "
+              "127.0.0.1 unless HOST is given (0.0.0.0 = every interface, with a token).")
+@click.option("--token", help="Access token [default: generated when HOST is not loopback].")
+@click.option("--background-folder", default="background", help="Folder in DATASET_DIR for background frames.")
+def review(kept, dataset, address, token, background_folder):
+    """Review the frames `edgecam run --keep DIR` kept, in a browser, and file them into DATASET_DIR.
 
-    That code writes straight to file descriptor 2, so fd 2 goes to /dev/null while Python's
-    ``sys.stderr`` (progress bars, our messages, errors) moves to a copy of the real stderr.
-    ``EDGECAM_DEBUG=1`` keeps everything.
+    A tap or a key files the selected frame under a label (1-9, or type a new one), as background
+    (b), discards it (x) or undoes the last action (u). Needs no camera and no model.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("EDGECAM_DEBUG") or getattr(_quiet_native_logs, "done", False):
-        return
-    try:
-        if sys.stderr.fileno() != 2:  # already redirected (e.g. a test runner capturing output)
-            return
-    except (AttributeError, OSError, ValueError):
-        return
-    try:
-        sys.stderr.flush()
-        real = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-    except OSError:  # no usable fd 2 (e.g. under some test runners): leave things as they are
-        return
-    sys.stderr = open(real, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="replace")
-    _quiet_native_logs.done = True
+    from edgecam.config.camera import ServeConfig
+
+    _need_opencv()
+    from edgecam.serving.review_page import review as serve_review
+
+    serve_review(kept, dataset, ServeConfig(address, token or ""), background_folder)
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ from edgecam.config.mqtt import MqttConfig
 
 MIN_TOKEN = 8
 KEYS = "123456789"  # collect's window: key n saves a photo for label n
+# Why `edgecam run --keep` keeps a frame, in the order they are tried (a frame gets the first that holds).
+KEEP_REASONS = ("unknown", "flip", "disagree", "low_margin", "sample")
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -103,6 +105,53 @@ class CameraConfig:
 
 
 @dataclass(frozen=True)
+class KeepConfig:
+    """``edgecam run --keep DIR``: frames worth a second look, each a JPEG and a JSON sidecar (README, Keep)."""
+
+    # Folder for the kept frames ("" = keep nothing).
+    dir: str = ""
+    # Why frames are kept, any of: unknown (the decided label), flip (the announced label changed),
+    # disagree (the decided or announced label is not the frame's own top label), low_margin, sample.
+    reasons: tuple[str, ...] = KEEP_REASONS
+    # low_margin: the frame's top probability minus the second is below this.
+    margin: float = 0.2
+    # sample: this share of the confident frames (no other reason), drawn at random.
+    sample: float = 0.002
+    # At most this many frames per reason in any minute, and in any hour (of frame time).
+    per_minute: int = 6
+    per_hour: int = 60
+    # A frame nearer than this to one of the last frames kept for the same reason is a near-duplicate and
+    # not kept: mean difference of 16x16 colour thumbnails, in levels 0..255 (0 = keep duplicates too).
+    min_change: float = 6.0
+    # Size limit of the kept pairs in the folder, in MB: the oldest pairs are removed beyond it.
+    quota_mb: float = 500.0
+    # JPEG quality of the kept frames.
+    quality: int = 90
+    # Seed of the random sample (the same video keeps the same frames).
+    seed: int = 0
+
+    def validate(self):
+        for name in self.reasons:
+            if name not in KEEP_REASONS:
+                return "reasons", f"{name!r} is not a reason; use any of {', '.join(KEEP_REASONS)}"
+        if len(set(self.reasons)) != len(self.reasons):
+            return "reasons", f"a reason is listed twice ({', '.join(self.reasons)})"
+        for key in ("margin", "sample"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                return key, f"must be in [0, 1], got {getattr(self, key)}"
+        for key in ("per_minute", "per_hour"):
+            if getattr(self, key) < 1:
+                return key, f"must be at least 1, got {getattr(self, key)}"
+        if not 0.0 <= self.min_change <= 255.0:
+            return "min_change", f"must be in [0, 255], got {self.min_change}"
+        if not self.quota_mb > 0:
+            return "quota_mb", f"must be more than 0, got {self.quota_mb}"
+        if not 50 <= self.quality <= 100:
+            return "quality", f"must be 50..100, got {self.quality}"
+        return None
+
+
+@dataclass(frozen=True)
 class RunConfig(CameraConfig):
     # The .tflite model (the command's argument fills this in).
     model: str = ""
@@ -133,6 +182,8 @@ class RunConfig(CameraConfig):
     reconnect: bool = True
     # Publish labels to an MQTT broker, with Home Assistant discovery (see MqttConfig).
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    # Keep frames the model gets wrong or is unsure of, for review and retraining (see KeepConfig).
+    keep: KeepConfig = field(default_factory=KeepConfig)
 
     def validate(self):
         problem = super().validate()

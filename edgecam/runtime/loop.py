@@ -21,6 +21,7 @@ from edgecam.runtime.capture import Frame, FrameGrabber, frames
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.control import Control, ModelVersion
 from edgecam.runtime.decisions import ChangeCommand, Decider
+from edgecam.runtime.keeper import open_keeper
 from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput, close_all
 from edgecam.runtime.overlay import decided_text, draw_overlay
 from edgecam.runtime.reload import Loaded, Reloader, load_model
@@ -101,12 +102,14 @@ class Inference:
         smoothed = decider.smooth(probs)
         decision = decider.decide(smoothed, frame.time, decider.smooth_unknown(unknown))
         top = tuple((p.label, p.score) for p in classifier.top_k(smoothed, self.cfg.top_k))
+        raw_top = top if decider.smoothing <= 0 and len(top) >= 2 else \
+            tuple((p.label, p.score) for p in classifier.top_k(probs, max(2, self.cfg.top_k)))
         latency_ms = (time.perf_counter() - start) * 1000
         model, self._announce = self._announce, None
         return Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
                       self.fps.tick(), inference_ms, latency_ms, decision.unknown_score,
                       snapshot=self.control.take_snapshot(), model_path=model and model.path,
-                      model_sha256=model and model.sha256)
+                      model_sha256=model and model.sha256, raw_top=raw_top)
 
 
 def make_decider(classifier: Classifier, cfg: RunConfig) -> Decider:
@@ -177,7 +180,7 @@ def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: Extr
     rule = unknown_rule(classifier, cfg)
     if rule:
         log(rule)
-    outputs = _open_outputs(cfg, classifier, source, extra_outputs, window)
+    outputs = _open_outputs(cfg, classifier, source, extra_outputs, window, control.model)
     stats = RunStats()
     with FrameGrabber(source, reconnect=cfg.reconnect) as grabber, \
             Reloader(model, control, cfg.labels or None, cfg.threads or None) as reloader:
@@ -193,11 +196,13 @@ def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: Extr
 
 
 def _open_outputs(cfg: RunConfig, classifier: Classifier, source: Source, extra_outputs: ExtraOutputs | None,
-                  window: bool | None) -> list[Output]:
-    """Outputs first: a missing display or bad record path fails before any frame is read."""
+                  window: bool | None, model: ModelVersion | None = None) -> list[Output]:
+    """Outputs first: a missing display, a bad record path or keep folder fails before any frame is read."""
     outputs: list[Output] = []
     try:
         outputs += build_outputs(cfg, source.fps, not cfg.headless if window is None else window)
+        if cfg.keep.dir:
+            outputs.append(open_keeper(cfg.keep, source.name, model))
         outputs += extra_outputs(classifier, source) if extra_outputs else []
     except BaseException:
         for output in outputs:
@@ -225,7 +230,10 @@ def _process(results: Iterator[tuple[Frame, Result]], cfg: RunConfig, outputs: l
                 draw_overlay(annotated, list(result.top), result.fps, result.inference_ms,
                              headline=decided_text(result.label, result.score))
             for output in outputs:
-                output.write(result, annotated)
+                if output.wants_raw:  # the camera's own frame, as captured (e.g. --keep saves it)
+                    output.write_raw(result, frame.rgb)
+                else:
+                    output.write(result, annotated)
             if any(o.quit_requested for o in outputs):
                 break
     finally:

@@ -1,6 +1,7 @@
 """Where results go, each a separate part: JSON lines, the window, a recorded video.
 
-Each output takes the per-frame ``Result`` (and, if it shows pixels, the annotated frame);
+Each output takes the per-frame ``Result`` (and, if it shows pixels, the annotated frame; or, if
+it ``wants_raw``, the camera's frame as captured);
 ``close()`` is always called, also on Ctrl-C and SIGTERM, so a recording is finalised
 (``close_all``: one output that fails to close does not keep the others open).
 """
@@ -35,8 +36,12 @@ def close_all(outputs: "list[Output]") -> Exception | None:
 
 class Output:
     wants_pixels = False
+    wants_raw = False  # True: the loop calls ``write_raw`` with the camera's frame instead of ``write``
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None: ...
+
+    def write_raw(self, result: Result, rgb: np.ndarray) -> None:
+        """The frame as captured (RGB, never drawn on): read it, never change it (copy what is kept)."""
 
     def close(self) -> None: ...
 

@@ -20,6 +20,9 @@ class Result:
     snapshot: bool = False  # a snapshot was asked for (Control.snapshot): this frame's annotated image is drawn
     model_path: str | None = None  # set only on the first frame of a reloaded model: its file ...
     model_sha256: str | None = None  # ... and the SHA-256 of its bytes
+    # This frame's own top labels before smoothing (at least two when the model has two; () = same as top).
+    # Not in the JSON lines: for outputs that judge single frames (--keep).
+    raw_top: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict:
         out = {

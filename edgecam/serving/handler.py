@@ -20,7 +20,7 @@ from edgecam.serving import limits
 from edgecam.serving.limits import MAX_EVENT_STREAMS, MAX_STREAMS
 
 if TYPE_CHECKING:
-    from edgecam.serving.server import WebServer
+    from edgecam.serving.server import Page, WebServer
 
 BOUNDARY = "edgecam-frame"
 EVENT_INTERVAL = 0.1  # seconds between two status events to one client (newer states are merged)
@@ -55,6 +55,7 @@ class Handler(BaseHTTPRequestHandler):
     """Answers one connection (``server._handler_class`` binds ``web``, the WebServer it serves)."""
 
     web: WebServer
+    page: Page  # the page this request is for: the server's, or one mounted under it
     timeout = SEND_TIMEOUT
     server_version = "edgecam"
     sys_version = ""
@@ -106,6 +107,10 @@ class Handler(BaseHTTPRequestHandler):
             if not self.web.authorised(query, self.headers.get("Authorization")):
                 return self._json(401, {"error": "access token required: open the link edgecam printed at start"},
                                   {"WWW-Authenticate": 'Bearer realm="edgecam"'})
+            self.page, path = self._mounted(path)
+            if self.page is None:  # /NAME without its slash: relative links need it
+                where = f"{path}/" + (f"?{parts.query}" if parts.query else "")
+                return self._send(308, b"", "text/plain", {"Location": where})
             if method == "POST":
                 return self._post(path)
             if path in ("/", "/index.html"):
@@ -115,9 +120,12 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/stream.mjpg":
                 return self._stream()
             if path == "/api/status":
-                return self._json(200, self.web.page.status())
+                return self._json(200, self.page.status())
             if path == "/api/events":
                 return self._events()
+            reply = self.page.get(path, query)
+            if reply is not None:
+                return self._json(*reply) if len(reply) == 2 else self._send(*reply)
             return self._json(404, {"error": "not found"})
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the client went away or stopped reading
@@ -127,6 +135,16 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(500, {"error": "internal error"})
             except OSError:
                 pass
+
+    def _mounted(self, path: str) -> tuple[Page | None, str]:
+        """The page a path is for, and the path within it: a mounted page's prefix comes off."""
+        page = self.web.page
+        for name, mounted in page.mounts.items():
+            if path == f"/{name}":
+                return None, path
+            if path.startswith(f"/{name}/"):
+                return mounted, path[len(name) + 1:]
+        return page, path
 
     # -- responses -----------------------------------------------------------------------------
     def _send(self, code: int, body: bytes, content_type: str, extra: dict | None = None) -> None:
@@ -143,8 +161,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, hide_credentials(json.dumps(data)).encode(), "application/json", extra)
 
     def _page(self) -> None:
-        page = self.web.page
-        frame, ctype = self.web.static["page.html"]  # what every page shares: head, styles, common.js
+        page = self.page
+        frame, ctype = self.web.static[page.document]  # what every page shares: head, styles, common.js
         html = (frame.replace(b"{{body}}", self.web.static[page.html][0])
                 .replace(b"{{title}}", page.title.encode()).replace(b"{{script}}", page.script.encode())
                 .replace(b"{{heading}}", page.heading.encode()))
@@ -178,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": "invalid JSON"})
         if not isinstance(body, dict):
             return self._json(400, {"error": "expected a JSON object"})
-        code, data = self.web.page.post(path[len("/api/"):], body)
+        code, data = self.page.post(path[len("/api/"):], body)
         self._json(code, data)
 
     def _start_stream(self, content_type: str) -> None:
@@ -192,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self) -> None:
         """Newest frames as they come; a frame that arrives while this client is busy is skipped."""
-        page = self.web.page
+        page = self.page
         with page.frames.watching(limit=MAX_STREAMS) as viewer:  # a place, or None when all are taken
             if viewer is None:
                 return self._json(503, {"error": f"too many viewers (at most {MAX_STREAMS} streams)"},
@@ -223,7 +241,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_events()
 
     def _send_events(self) -> None:
-        page = self.web.page
+        page = self.page
         self._start_stream("text/event-stream")
         seen, quiet_since = -1, time.monotonic()
         while not page.changes.closed:

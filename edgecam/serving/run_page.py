@@ -19,6 +19,7 @@ from edgecam.runtime.loop import ExtraOutputs, run
 from edgecam.runtime.outputs import Output
 from edgecam.runtime.result import Result
 from edgecam.runtime.sources import Source
+from edgecam.serving.review_page import mount_review
 from edgecam.serving.server import Page, WebServer, start_server
 
 
@@ -52,6 +53,7 @@ class RunPage(Page):
             "viewers": self.frames.viewers,
             "frames": self.processed,
             "result": result.to_dict() if result else None,
+            "review": "review/" if "review" in self.mounts else None,  # with --keep: the kept frames' page
         }
 
 
@@ -85,6 +87,8 @@ def serve_run(cfg: RunConfig, stop: threading.Event | None = None, source: Sourc
     """
     control = control or Control()
     page = RunPage(cfg.model, control=control)
+    if cfg.keep.dir:  # the kept frames, reviewed beside the live view at /review/
+        mount_review(page, cfg.keep.dir)
     with start_server(page, cfg.serve) as server:
 
         def outputs(classifier: Classifier, opened: Source) -> list[Output]:

@@ -8,6 +8,9 @@ Routes (all GET unless noted; every one needs the token when the server has one)
     /api/status       ``Page.status()`` as JSON
     /api/events       the same as server-sent events, on every change (at most 10 per second)
     POST /api/NAME    ``Page.post(NAME, json_body)`` (e.g. collect's save and burst)
+    other GETs        ``Page.get(path, query)``: a page's own routes (e.g. the review's list and images)
+    /PREFIX/...       all of the above for the page mounted at PREFIX (``Page.mounts``), e.g. the
+                      review of kept frames beside the live view
 
 Safety: loopback addresses by default; any other address needs an access token, passed as
 ``?token=`` or ``Authorization: Bearer``. Without a token, requests must name a loopback host
@@ -59,16 +62,21 @@ def start_server(page: Page, cfg: ServeConfig) -> WebServer:
 
 
 # -- what a server shows --------------------------------------------------------------------
+Reply = tuple  # (code, JSON object) or (code, body bytes, content type)
+
+
 class Page:
     """One live page: its HTML, the frame slot, a change signal, its status and its actions."""
 
-    html = "live.html"  # the page's body, in static/; page.html wraps it
+    html = "live.html"  # the page's body, in static/; ``document`` wraps it
+    document = "page.html"  # the document around the body (with the stream); a page may have its own
     title = heading = "edgecam"
     script = "live.js"
 
     def __init__(self):
         self.frames = FrameSlot()
         self.changes = Latest()  # published whenever status() would say something new
+        self.mounts: dict[str, Page] = {}  # other pages served under /NAME/ by the same server
 
     def changed(self) -> None:
         self.changes.publish(None)
@@ -86,9 +94,15 @@ class Page:
     def post(self, action: str, body: dict) -> tuple[int, dict]:
         return 404, {"error": f"no action {action!r}"}
 
+    def get(self, path: str, query: dict[str, list[str]]) -> Reply | None:
+        """A GET route of this page beyond the shared ones; None: not found."""
+        return None
+
     def close(self) -> None:
         self.frames.close()
         self.changes.close()
+        for page in self.mounts.values():
+            page.close()
 
 
 # -- the server -----------------------------------------------------------------------------

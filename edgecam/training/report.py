@@ -12,6 +12,7 @@ from edgecam import files
 from edgecam.config import loader
 from edgecam.config.finetune import FinetuneConfig
 from edgecam.data.dataset import Dataset
+from edgecam.data.provenance import field_accuracy, field_counts
 from edgecam.evaluation.evaluate import predictions_csv
 from edgecam.plots import confusion_matrix_png, training_curves_png
 
@@ -31,6 +32,7 @@ def package_versions() -> dict[str, str]:
 def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: dict, keras_acc: dict,
                  evaluations: dict, exported: dict, timings: dict, cache_stats: dict, unknown: dict | None = None) -> dict:
     labels = list(dataset.labels)
+    field = field_counts(labels, dataset.samples)  # frames kept by edgecam run --keep, filed by edgecam review
     report = {
         "name": cfg.name,
         "run_dir": str(run_dir),
@@ -44,6 +46,7 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
             "counts": dataset.counts(),
             "background": {split: sum(s.split == split for s in dataset.background)
                            for split in ("train", "val", "test")} if dataset.background else {},
+            "field": field,
             "given_splits": list(dataset.given_splits),
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped],
             "duplicates": [{"kept_digest": d.digest, "paths": [str(p) for p in d.paths]} for d in dataset.duplicates],
@@ -55,6 +58,7 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
         "metrics": {
             "keras": keras_acc,
             "tflite": {name: ev["metrics"] for name, ev in evaluations.items()},
+            "field": field_accuracy({name: ev["predictions"] for name, ev in evaluations.items()}) if field else {},
         },
         "export": exported,
         "unknown": unknown,
@@ -97,6 +101,27 @@ def _unknown_lines(u: dict | None) -> list[str]:
     return lines
 
 
+def _field_lines(report: dict) -> list[str]:
+    """The "Field data" section: filed frames per label and split, and how the model does on those held out."""
+    counts, measured = report["data"]["field"], report["metrics"]["field"]
+    if not counts:
+        return []
+    lines = ["## Field data", "", ("Frames kept by `edgecam run --keep` and filed by `edgecam review` "
+                                   "(a sidecar in the label folder's `.edgecam/`):"), "",
+             "| label | train | val | test |", "|---|---|---|---|"]
+    lines += [f"| {label} | {c['train']} | {c['val']} | {c['test']} |" for label, c in counts.items() if any(c.values())]
+    lines.append("")
+    for split, m in measured.items():
+        everything = report["metrics"]["tflite"][split]
+        if m["images"]:
+            right = round(m["accuracy"] * m["images"])
+            lines.append(f"- {split}: {right} of {m['images']} field images right ({_pct(m['accuracy'])}); "
+                         f"all {everything['images']} {split} images: {_pct(everything['accuracy'])}")
+        else:
+            lines.append(f"- {split}: no field images held out")
+    return lines + [""]
+
+
 def markdown(report: dict, evaluations: dict) -> str:
     data, metrics = report["data"], report["metrics"]
     lines = [f"# edgecam run `{report['name']}` — {Path(report['run_dir']).name}", ""]
@@ -116,6 +141,7 @@ def markdown(report: dict, evaluations: dict) -> str:
             lines.append(f"| {label} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
         lines += ["", "![confusion matrix](confusion_matrix.png)", "", "![training curves](training_curves.png)", ""]
     lines += _unknown_lines(report.get("unknown"))
+    lines += _field_lines(report)
     lines += ["## Data", "", f"`{data['root']}` — fingerprint `{data['fingerprint'][:16]}`", "",
               "| label | " + " | ".join(next(iter(data["counts"].values()))) + " |",
               "|---|" + "---|" * len(next(iter(data["counts"].values())))]

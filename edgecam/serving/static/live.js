@@ -26,6 +26,7 @@
     byId("sha256").textContent = status.model_sha256 ? `sha256 ${status.model_sha256.slice(0, 12)}` : "";
     byId("source").textContent = status.source || "–";
     byId("viewers").textContent = status.viewers;
+    byId("review").hidden = !status.review; // run --keep: a tab to the kept frames
     const result = status.result;
     if (!result) return;
     byId("label").textContent = result.label;
