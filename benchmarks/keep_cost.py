@@ -43,6 +43,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import cpu_seconds, paired_medians
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGECAM_SHARED", ROOT.parent / "shared"))
 FLOWERS_TEST = SHARED / "datasets" / "flowers" / "test"
@@ -90,15 +92,6 @@ def make_video(path: Path, scenes: int, hold_frames: int) -> tuple[int, str]:
     writer.release()
     what = f"{photos} flowers test photos" if files else "solid colours (no flowers photos found)"
     return frames, f"{what} and {scenes // 4} 'nothing here' frames"
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(model: Path, video: Path, extra: list[str]) -> dict:
@@ -158,10 +151,7 @@ def report(model: Path, frames: int, what: str, results: dict[str, list[dict]]) 
     print(f"{'run':<20} {'FPS':>8} {'ratio':>7} {'CPU ms/frame':>13} {'ratio':>7} {'kept':>6} {'dropped':>8}")
     for name in VARIANTS:
         rows = results[name]
-        fps = statistics.median(r["fps"] for r in rows)
-        cpu = statistics.median(r["cpu_ms"] for r in rows)
-        fps_ratio = statistics.median(r["fps"] / b["fps"] for r, b in zip(rows, base))
-        cpu_ratio = statistics.median(r["cpu_ms"] / b["cpu_ms"] for r, b in zip(rows, base))
+        fps, fps_ratio, cpu, cpu_ratio = paired_medians(rows, base)
         kept = statistics.median(r["kept"] for r in rows)
         dropped = statistics.median(r["dropped"] for r in rows)
         print(f"{name:<20} {fps:8.1f} {fps_ratio:7.3f} {cpu:13.2f} {cpu_ratio:7.3f} {kept:6.0f} {dropped:8.0f}")

@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_seconds, paired_medians
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGECAM_SHARED", ROOT.parent / "shared"))
 FLOWERS_TEST = SHARED / "datasets" / "flowers" / "test"
@@ -139,15 +141,6 @@ def make_video(path: Path, photos: int, hold_frames: int) -> tuple[int, str]:
     return frames, (f"{photos} flowers test photos" if files else f"{photos} solid colours (no flowers photos found)")
 
 
-def cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(model: Path, video: Path, extra: list[str]) -> dict:
     args = edgecam() + ["run", str(model), "--source", str(video), "--headless", "--hold", "0.5", *extra]
     with tempfile.TemporaryFile("w+") as err:
@@ -232,10 +225,7 @@ def report(model: Path, frames: int, what: str, results: dict[str, list[dict]], 
     print(f"{'run':<18} {'FPS':>8} {'ratio':>7} {'CPU ms/frame':>13} {'ratio':>7} {'changes':>8}")
     for name in VARIANTS:
         rows = results[name]
-        fps = statistics.median(r["fps"] for r in rows)
-        cpu = statistics.median(r["cpu_ms"] for r in rows)
-        fps_ratio = statistics.median(r["fps"] / b["fps"] for r, b in zip(rows, base))
-        cpu_ratio = statistics.median(r["cpu_ms"] / b["cpu_ms"] for r, b in zip(rows, base))
+        fps, fps_ratio, cpu, cpu_ratio = paired_medians(rows, base)
         print(f"{name:<18} {fps:8.1f} {fps_ratio:7.3f} {cpu:13.2f} {cpu_ratio:7.3f} {rows[0]['changes']:8d}")
     base_cpu = statistics.median(r["cpu_ms"] for r in base)
     changes_per_frame = base[0]["changes"] / base[0]["frames"]

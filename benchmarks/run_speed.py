@@ -50,6 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGECAM_SHARED", ROOT.parent / "shared"))
 FLOWERS = SHARED / "datasets" / "flowers"
@@ -157,16 +159,6 @@ def log(message: str) -> None:
 def edgecam() -> list[str]:
     script = Path(sys.executable).with_name("edgecam")
     return [str(script)] if script.exists() else [sys.executable, "-m", "edgecam"]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time so far of a running process, all its threads (clock-tick resolution)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_child(args: list[str]) -> dict:
