@@ -73,6 +73,8 @@ THIRD_PARTY = {
     "__init__": allowed(),
 }
 # Parts each part must not import at all (edgecam.<part> and anything under it).
+# The config modules the runtime may import: dataclasses and the URL redaction rule, stdlib only.
+RUNTIME_CONFIG = ("edgecam.config.camera", "edgecam.config.redact")
 FORBIDDEN_PARTS = {
     # mqtt reaches the loop as an extra Output built by the CLI, like the web page.
     "runtime": {"serving", "collect", "evaluation", "data", "training", "mqtt"},
@@ -253,8 +255,8 @@ def internal_imports(edges: list[Edge]) -> list[str]:
             problems.append(f"{e}: {part} must not import {target}")
         if part in ONLY_PARTS and target not in ONLY_PARTS[part] | {part, "__init__"}:
             problems.append(f"{e}: {part} may import only {', '.join(sorted(ONLY_PARTS[part] | {part}))}")
-        if part == "runtime" and target == "config" and e.target != "edgecam.config.camera":
-            problems.append(f"{e}: the runtime may use only edgecam.config.camera (stdlib-only dataclasses, no YAML)")
+        if part == "runtime" and target == "config" and e.target not in RUNTIME_CONFIG:
+            problems.append(f"{e}: the runtime may use only {', '.join(RUNTIME_CONFIG)} (stdlib only, no YAML)")
         if e.module.name in ("edgecam.config.camera", "edgecam.config") and e.target == "edgecam.config.loader":
             problems.append(f"{e}: {e.module.name} must not import the YAML loader (the runtime imports it)")
     return problems

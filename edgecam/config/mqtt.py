@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from edgecam.config.redact import redact_url
+
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 URL_HINT = "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)"
 # Home Assistant's node and object ids: letters, digits, _ and -.
@@ -38,8 +40,8 @@ class BrokerUrl:
 
 
 def redact_credentials(text: str) -> str:
-    """``mqtt://user:pw@host`` → ``mqtt://***@host`` (for messages about a URL that did not parse)."""
-    return re.sub(r"(://)[^\s/?#]*@", r"\1***@", str(text))
+    """``mqtt://user:pw@host`` → ``mqtt://***@host`` (edgecam's one rule: ``config.redact``)."""
+    return redact_url(str(text))
 
 
 def parse_broker_url(text: str) -> BrokerUrl:

@@ -10,45 +10,22 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgecam.console import log
+from edgecam.config.redact import redact_url
 from edgecam.errors import EdgecamError
 from edgecam.files import IMAGE_SUFFIXES
 from edgecam.runtime.imagesize import image_size
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
-# scheme://rest-of-the-url, anywhere in a text (the URL ends at white space).
-_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(\S*)", re.IGNORECASE)
-# Query parameters IP cameras take credentials in (video.cgi?user=admin&pwd=...).
-_SECRET_PARAM = re.compile(r"([?&;](?:password|passwd|pass|pwd|secret|token|access_token|api_?key|key|auth|sig|"
-                           r"signature)=)[^&;#]*", re.IGNORECASE)
 # Images are decoded at 1/2, 1/4 or 1/8 (libjpeg scales while it decodes) when the longer side
 # stays at or above twice the capture size's longer side, and never above this many pixels.
 MAX_IMAGE_SIDE = 4096
 REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
-
-
-def redact_url(text: str) -> str:
-    """``text`` with the user info of every URL in it (and password-like query values) as ``***``.
-
-    ``rtsp://admin:pw@cam:554/s`` → ``rtsp://***@cam:554/s``. The user info ends at the last
-    ``@`` before the query, so an unencoded ``@`` or ``/`` in a password is hidden too (an ``@``
-    in a path hides the host as well: better too much than a password).
-    """
-    def hide(match: re.Match) -> str:
-        scheme, rest = match.groups()
-        query = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-        at = rest.rfind("@", 0, query)
-        if at >= 0:
-            rest = "***" + rest[at:]
-        return scheme + _SECRET_PARAM.sub(r"\1***", rest)
-
-    return _URL.sub(hide, text)
 
 
 class SourceError(EdgecamError):
