@@ -199,10 +199,8 @@ class Graph:
     def int8_rows(self, name: str, values: np.ndarray) -> int:
         """An int8 constant with one scale per row (symmetric): a quarter of float32's bytes, and
         a FULLY_CONNECTED that reads it runs as a "hybrid" (float in and out) operator."""
-        values = np.asarray(values, np.float32)  # rows rounded like training.unknown.int8_rows
-        scale = np.maximum(np.abs(values).max(axis=1), 1e-12) / 127.0
-        data = np.clip(np.round(values / scale[:, None]), -127, 127).astype(np.int8)
-        tensor = self.tensor(name, values.shape)
+        data, scale = quantise_rows(values)
+        tensor = self.tensor(name, data.shape)
         t = self.graph.tensors[tensor]
         t.type = self.schema.TensorType.INT8
         buffer = self.schema.BufferT()
@@ -232,6 +230,13 @@ class Graph:
         options.keepDims = keep
         axis = self.tensor(name + "/axes", (len(axes),), "int32", np.asarray(axes, np.int32))
         return self.op(kind, [x, axis], name, shape, options)
+
+
+def quantise_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 data, scale per row): symmetric, the largest magnitude of each row at 127."""
+    values = np.asarray(values, np.float32)
+    scale = (np.maximum(np.abs(values).max(axis=1), 1e-12) / 127.0).astype(np.float32)
+    return np.clip(np.round(values / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
 def add_pooled_output(model: bytes, layer: str) -> bytes:

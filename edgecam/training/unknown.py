@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecam.training.graph import Graph
+from edgecam.training.graph import Graph, quantise_rows
 
 # Mid-level layer tapped per backbone: the last full-resolution expansion before the final
 # stride (14x14 at 224). Backbones without an entry use the other terms only.
@@ -158,9 +158,8 @@ def dynamic_int8(x: np.ndarray) -> np.ndarray:
 
 def int8_rows(values: np.ndarray) -> np.ndarray:
     """``values`` as the model stores them: int8 with one scale per row (returned dequantised)."""
-    values = np.asarray(values, np.float32)
-    scale = np.maximum(np.abs(values).max(axis=1), 1e-12) / 127.0
-    return (np.clip(np.round(values / scale[:, None]), -127, 127) * scale[:, None]).astype(np.float32)
+    data, scale = quantise_rows(values)
+    return (data * scale[:, None]).astype(np.float32)
 
 
 def append_unknown_score(g: Graph, pooled: int, mid: int | None, rule: UnknownRule, as_uint8: bool = False) -> int:
