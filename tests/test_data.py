@@ -285,10 +285,15 @@ def test_split_ignores_file_names(bad_data_tree):
     assert {s.path for s in after.samples} != {s.path for s in before.samples}
 
 
-def test_carve_val_uses_the_hash_threshold_and_tiny_label_fallback():
+def test_carve_val_uses_the_hash_threshold_the_share_cap_and_tiny_label_fallback():
     digests = [hashlib.sha256(bytes([n])).hexdigest() for n in range(200)]
+    below = sorted((d for d in digests if split_score(d) < 0.3), key=split_score)
     val = carve_val(digests, 0.3)
-    assert val == {d for d in digests if split_score(d) < 0.3}
+    assert val == set(below[:60])  # under the threshold, but never more than the label's share (0.3 x 200)
+    assert len(below) > 60 and carve_val(digests, 0.4) >= val  # (chance put more under it here)
+    # A new label of 4 frames whose scores put 3 under the threshold: one goes to val, not 3.
+    four = sorted(digests, key=split_score)[:3] + sorted(digests, key=split_score)[-1:]
+    assert carve_val(four, 0.2) == {four[0]}
     assert carve_val(digests[:1], 0.3) == set()  # a single image stays in train
     ranked = sorted(digests[:5], key=split_score)
     low, high = split_score(ranked[0]), split_score(ranked[-1])

@@ -8,6 +8,7 @@ and val, and a model's validation score stays comparable across runs on a growin
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 
 _SALT = b"edgecam-split:"
@@ -26,15 +27,17 @@ def split_score(digest: str) -> float:
 def carve_val(digests: Iterable[str], val_fraction: float) -> set[str]:
     """The digests (of one label's training images) that go to validation.
 
-    An image goes to val iff its split_score is below ``val_fraction``, so each label gets
-    about that fraction (stratified) and an image's side never depends on other images.
-    Tiny labels get a fallback, the only part that can change when images are added: a label
-    with 2+ images whose scores put none in val gives val its lowest-score image (the first
-    to join val as the fraction grows), and one whose scores put all in val keeps its
-    highest-score image in train.
+    An image goes to val if its split_score is below ``val_fraction``, so each label gets
+    about that fraction (stratified) and an image's side does not depend on its name, the scan
+    order or a seed. Two guards keep a label trainable, the only parts where other images of
+    the label matter: val never takes more than ``val_fraction`` of the label (when chance puts
+    more below the threshold, the highest scores stay in train; without it a new label of 4
+    field frames could give 3 to val and be trained on one), and a label with 2+ images gives
+    val at least its lowest-score image (and keeps at least one in train).
     """
     ranked = sorted((split_score(d), d) for d in set(digests))
     val = [d for score, d in ranked if score < val_fraction]
+    val = val[:max(1, math.floor(len(ranked) * val_fraction + 1e-9))]
     if not val and len(ranked) >= 2:
         val = [ranked[0][1]]
     if ranked and len(val) == len(ranked):
