@@ -140,7 +140,8 @@ def evaluate(model, data_dir, labels, out, unknown_dirs, quiet):
 
 
 # Options whose YAML key is not their name with underscores (the web page has its own section).
-OPTION_KEYS = {"serve": "serve.address", "token": "serve.token", "mqtt": "mqtt.url", "keep": "keep.dir"}
+OPTION_KEYS = {"serve": "serve.address", "token": "serve.token", "mqtt": "mqtt.url", "keep": "keep.dir",
+               "keep_dataset": "keep.dataset"}
 
 
 def _load_camera_config(cls, config_path: Path | None, options: dict):
@@ -198,6 +199,8 @@ def _need_opencv() -> None:
               "$EDGECAM_MQTT_PASSWORD or mqtt.password_file.")
 @click.option("--keep", metavar="DIR", help="Save frames worth a second look (unknown, label flips, disagreements, low "
               "margins, a few samples) to DIR as JPEG + JSON, rate-limited; other settings under keep: in --config.")
+@click.option("--keep-dataset", metavar="DATASET_DIR", help="With --keep and --serve: the page's review tab files "
+              "kept frames into DATASET_DIR/<label>/ (as `edgecam review DIR --dataset DATASET_DIR`).")
 def run(model, config_path, **options):
     """Classify camera frames with MODEL.tflite: labels, confidence and FPS on screen or as JSON lines.
 

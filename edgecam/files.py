@@ -42,6 +42,32 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         tmp_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold ``folder``'s advisory lock (``flock`` on the folder itself: no file is made) while moving files in it.
+
+    The keep folder has two writers in different processes: ``edgecam run --keep`` (which removes
+    half pairs at start-up and evicts old pairs) and a review (which moves pairs out, a file at a
+    time). Each takes this lock around what it does, so neither sees the other's half-done move as
+    a leftover. Without flock (not POSIX) or without the folder, nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # no folder (yet): nothing in it to move
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def cache_dir() -> Path:
     """Where edgecam keeps what it can rebuild (embeddings, downloaded datasets): $EDGECAM_CACHE or ~/.cache/edgecam."""
     return Path(os.environ.get("EDGECAM_CACHE") or Path.home() / ".cache" / "edgecam")

@@ -334,6 +334,66 @@ def test_the_live_view_links_to_the_review_when_frames_are_kept(tmp_path):
         assert request(server.port, "/review/api/kept")[0] == 404
 
 
+
+def test_the_live_view_files_into_keep_dataset(tmp_path):
+    """``edgecam run --serve --keep DIR --keep-dataset DATA``: the review tab of the running camera files too."""
+    from edgecam.cli import OPTION_KEYS
+    from edgecam.config.camera import KeepConfig
+    from helpers import FakeCamera, served_page
+
+    assert OPTION_KEYS["keep_dataset"] == "keep.dataset"  # --keep-dataset sets keep.dataset
+    kept, dataset = tmp_path / "kept", tmp_path / "data"
+    stems = list(make_kept(kept))
+    keep = KeepConfig(dir=str(kept), dataset=str(dataset), reasons=("unknown",))
+    with served_page("run", FakeCamera(), keep=keep) as server:
+        listing = json.loads(request(server.port, "/review/api/kept")[2])
+        assert listing["dataset"] == str(dataset.resolve()) and listing["total"] >= 5
+        code, _, body = request(server.port, "/review/api/file", "POST", JSON,
+                                json.dumps({"stem": stems[0], "label": "daisy"}).encode())
+        assert code == 200, body
+    assert (dataset / "daisy" / f"{stems[0]}.jpg").is_file()
+    assert (dataset / "daisy" / PROVENANCE / f"{stems[0]}.json").is_file() and not (kept / f"{stems[0]}.jpg").exists()
+
+
+
+def test_run_keep_starting_up_meanwhile_never_takes_a_half_moved_pair_for_a_leftover(tmp_path, monkeypatch):
+    """``edgecam run --keep`` removes half pairs at start-up (what a killed run left); a review moving a
+    pair (sidecar first, then the JPEG) at that moment holds the folder's lock, so the JPEG is not removed."""
+    import threading
+
+    from edgecam.collect import review as review_module
+    from edgecam.runtime.keeper.store import Store
+
+    kept = tmp_path / "kept"
+    stems = list(make_kept(kept))
+    frames = KeptFrames(kept, None)
+    halfway, go_on = threading.Event(), threading.Event()
+    real_move = review_module._move
+
+    def slow_move(source, target):
+        moved = real_move(source, target)
+        if source.suffix == ".json":  # the sidecar is in the bin, the JPEG still in the folder
+            halfway.set()
+            go_on.wait(10)
+        return moved
+
+    monkeypatch.setattr(review_module, "_move", slow_move)
+    discard = threading.Thread(target=frames.discard, args=(stems[0],))
+    discard.start()
+    assert halfway.wait(10)
+    store = Store(kept, quota_bytes=10**9)
+    opened = threading.Thread(target=lambda: setattr(store, "removed", store.open()))
+    opened.start()
+    opened.join(0.5)
+    assert opened.is_alive()  # waits for the review's move
+    go_on.set()
+    discard.join(10)
+    opened.join(10)
+    assert (kept / DISCARDED / f"{stems[0]}.jpg").is_file() and (kept / DISCARDED / f"{stems[0]}.json").is_file()
+    # What it removed is only what make_kept left as a killed run would: the JPEG without a sidecar.
+    assert store.removed == 1 and not (kept / "20250101-130000-000_sample_999.jpg").exists() and stems[0] not in store.pairs and set(stems[1:]) <= set(store.pairs)
+
+
 # -- the command ----------------------------------------------------------------------------------
 def test_review_cli_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -33,7 +33,7 @@ from edgecam.collect.photos import existing_labels
 from edgecam.config.camera import label_problem
 from edgecam.data.provenance import SIDECAR_FOLDER
 from edgecam.errors import ActionError, EdgecamError
-from edgecam.files import atomic_path, write_bytes
+from edgecam.files import atomic_path, folder_lock, write_bytes
 
 PROVENANCE = SIDECAR_FOLDER  # ".edgecam", beside the photos of a label folder: the sidecars of filed frames
 DISCARDED = ".discarded"  # inside the kept folder: discarded pairs, until deleted by hand
@@ -167,7 +167,7 @@ class KeptFrames:
 
     def discard(self, stem) -> dict:
         """Move the pair into ``DIR/.discarded/`` (undo brings it back)."""
-        with self._lock:
+        with self._lock, folder_lock(self.kept):  # `run --keep` cleans up and evicts under it too
             jpg, sidecar = self._pair(stem)
             bin_ = self.kept / DISCARDED
             action = _Action("discard", stem, None)
@@ -182,7 +182,7 @@ class KeptFrames:
 
     def undo(self) -> dict:
         """Put the files of the last action back (ReviewError 409 when there is none or they moved)."""
-        with self._lock:
+        with self._lock, folder_lock(self.kept):
             if not self._undo:
                 raise ReviewError("nothing to undo", 409)
             action = self._undo[-1]
@@ -204,7 +204,7 @@ class KeptFrames:
         if self.dataset is None:
             raise ReviewError("no dataset folder to file into (edgecam review DIR --dataset DATASET_DIR)", 409)
         folder = self._label_folder(label)
-        with self._lock:
+        with self._lock, folder_lock(self.kept):  # `run --keep` cleans up and evicts under it too
             jpg, sidecar = self._pair(stem)
             target, record = folder / jpg.name, folder / PROVENANCE / sidecar.name
             if target.exists():

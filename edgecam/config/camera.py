@@ -110,6 +110,9 @@ class KeepConfig:
 
     # Folder for the kept frames ("" = keep nothing).
     dir: str = ""
+    # Dataset folder (one folder per label) the live page's review tab files kept frames into
+    # ("" = the tab can discard and undo, not file; `edgecam review DIR --dataset D` can).
+    dataset: str = ""
     # Why frames are kept, any of: unknown (the decided label), flip (the announced label changed),
     # disagree (the decided or announced label is not the frame's own top label), low_margin, sample.
     reasons: tuple[str, ...] = KEEP_REASONS

@@ -88,7 +88,7 @@ def serve_run(cfg: RunConfig, stop: threading.Event | None = None, source: Sourc
     control = control or Control()
     page = RunPage(cfg.model, control=control)
     if cfg.keep.dir:  # the kept frames, reviewed beside the live view at /review/
-        mount_review(page, cfg.keep.dir)
+        mount_review(page, cfg.keep.dir, cfg.keep.dataset or None)
     with start_server(page, cfg.serve) as server:
 
         def outputs(classifier: Classifier, opened: Source) -> list[Output]:

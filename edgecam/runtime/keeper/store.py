@@ -7,6 +7,8 @@ is killed leaves at most a temp file and a JPEG without sidecar, which the next 
 Evicting removes the sidecar first, then the JPEG, for the same reason.
 
 Only names of this form are touched: other files in the folder (a review tool's) are left alone.
+Start-up clean-up and eviction hold the folder's lock (``edgecam.files.folder_lock``), as the
+review does while it moves a pair, so a pair half moved by the review is never taken for a leftover.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 from edgecam.config.camera import KEEP_REASONS
-from edgecam.files import atomic_path, make_folder
+from edgecam.files import atomic_path, folder_lock, make_folder
 
 STEM = rf"\d{{8}}-\d{{6}}-\d{{3}}_(?:{'|'.join(KEEP_REASONS)})_\d+"
 PAIR_FILE = re.compile(rf"^(?P<stem>{STEM})\.(?P<kind>jpg|json)$")
@@ -46,13 +48,14 @@ class Store:
         sidecars without JPEG) and read the pairs there; returns how many files were removed."""
         make_folder(self.folder)
         removed = 0
-        found = self._listing()
-        for name in found["temp"]:
-            removed += _remove(self.folder / name)
-        for stem, kinds in found["pairs"].items():
-            if len(kinds) < 2:
-                removed += sum(_remove(self.folder / f"{stem}.{kind}") for kind in kinds)
-        self._scan()
+        with folder_lock(self.folder):  # a review moving a pair out is not an interrupted run
+            found = self._listing()
+            for name in found["temp"]:
+                removed += _remove(self.folder / name)
+            for stem, kinds in found["pairs"].items():
+                if len(kinds) < 2:
+                    removed += sum(_remove(self.folder / f"{stem}.{kind}") for kind in kinds)
+            self._scan()
         return removed
 
     def save(self, stem: str, jpeg: bytes, sidecar: bytes) -> None:
@@ -68,15 +71,16 @@ class Store:
         larger); returns how many. The folder is read again first: a review tool may have removed some."""
         if self.total <= self.quota:
             return 0
-        self._scan()
         gone = 0
-        for stem in sorted(self.pairs):
-            if self.total <= self.quota:
-                break
-            _remove(self.folder / f"{stem}.json")  # the sidecar first: a pair is never seen half-removed
-            _remove(self.folder / f"{stem}.jpg")
-            self.total -= self.pairs.pop(stem)
-            gone += 1
+        with folder_lock(self.folder):  # not a pair a review is moving
+            self._scan()
+            for stem in sorted(self.pairs):
+                if self.total <= self.quota:
+                    break
+                _remove(self.folder / f"{stem}.json")  # the sidecar first: a pair is never seen half-removed
+                _remove(self.folder / f"{stem}.jpg")
+                self.total -= self.pairs.pop(stem)
+                gone += 1
         self.evicted += gone
         return gone
 
