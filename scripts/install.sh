@@ -13,9 +13,10 @@ python=${PYTHON:-python3}
 # OCR), a real browser (Chromium) or a real MQTT broker (mosquitto, with certificates made by
 # openssl) need these Debian tools; without them those tests skip and say why. Installed when we
 # may (root with apt).
-apt_tools=(xvfb openbox xdotool imagemagick tesseract-ocr chromium mosquitto openssl)
+# Java 17 runs Sony's IMX500 converter (`edgecam imx500 setup`, export.target=imx500).
+apt_tools=(xvfb openbox xdotool imagemagick tesseract-ocr chromium mosquitto openssl openjdk-17-jre-headless)
 missing=()
-for tool in Xvfb openbox xdotool import tesseract chromium mosquitto openssl; do
+for tool in Xvfb openbox xdotool import tesseract chromium mosquitto openssl java; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
