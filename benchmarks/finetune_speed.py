@@ -6,7 +6,7 @@ stage's memory, threads and compiled graphs cannot help or hurt the next):
 
 1. edgecam cold   ``finetune()`` with defaults and a fresh, empty embedding cache.
 2. edgecam warm   the same again with the cache the cold run filled.
-3. embedding      images/s of the cached backbone .tflite run by LiteRT (``EmbeddingCache._embed``,
+3. embedding      images/s of the cached backbone .tflite run by LiteRT (``EmbeddingCache.embed``,
                   one image per call, as finetune does) vs Keras ``predict`` (batch 32) of the
                   same backbone (``build_backbone``) on the same preloaded images, each after a
                   warm-up. Decoding and crop/resize are excluded for both; the uint8 -> float cast
@@ -129,9 +129,9 @@ def stage_embedding(args) -> dict:
 
     cache = EmbeddingCache(args.work / "cache", cfg)
     for image in images[:16]:
-        cache._embed(image)  # warm-up
+        cache.embed(image)  # warm-up
     start = time.perf_counter()
-    lite = np.stack([cache._embed(image) for image in images])
+    lite = np.stack([cache.embed(image) for image in images])
     lite_s = time.perf_counter() - start
 
     backbone = build_backbone(cfg)

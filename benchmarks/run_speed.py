@@ -2,39 +2,63 @@
 
 Everything runs in child processes of this script, in one invocation, so the figures that
 matter are ratios between measurements taken side by side on the same (possibly busy)
-machine. Measured, for one model (default: the flowers model, MobileNetV2 1.0/224):
+machine. Measured, for each model (default: two, see MODELS below) and each thread setting:
 
-1. decode only   frames/s of reading the benchmark video with cv2.VideoCapture and converting
-                 BGR -> RGB (what the capture thread does): it must be far above the model's
-                 speed, or the loop would be measuring the video, not the model.
+1. decode only   frames/s and CPU time per frame of reading the benchmark video with
+                 cv2.VideoCapture and converting BGR -> RGB (what the capture thread does): the
+                 loop pays this CPU too, beside the interpreter.
 2. interpreter   frames/s of ``Classifier.infer`` on one prepared tensor (a frame of the video),
-                 in a loop, after a warm-up: the best the loop could do.
-3. loop          ``edgecam run MODEL --source VIDEO --headless``: the summary's mean FPS (first
-                 to last result, start-up excluded) over the whole video; the JSON lines give
-                 the mean inference time inside the loop. Goal: >= 0.9 x interpreter.
-   Steps 1-3 are repeated in ROUNDS rounds (order alternating) and medians are reported, with
+                 in a loop, after a warm-up: the best the loop could do. The same model file.
+3. loop          ``edgecam run MODEL --source VIDEO --headless --threads N``: the summary's mean
+                 FPS (first to last result, start-up excluded) over the whole video; the JSON
+                 lines give the mean inference time inside the loop. Goal: >= 0.9 x interpreter.
+   Both sides get the same interpreter thread count N, set explicitly: the interpreter child
+   passes ``num_threads=N`` to ``Classifier``, the loop gets ``--threads N``. The settings
+   (``--threads``): "all" = os.cpu_count(), what ``edgecam run`` uses by default, and "spare"
+   = one fewer, which leaves a core to the capture thread (decoding and crop/resize). On 2 cores
+   with a fast model, "all" cannot reach the goal: the interpreter alone keeps both cores busy,
+   and the loop must also decode every frame (figure 1) on them.
+   Steps 2-3 are repeated in ROUNDS rounds (order alternating) and medians are reported, with
    the CPU time per frame of both (all threads; for the loop read from /proc between its first
    and last result), which a busy machine disturbs much less than wall time: the difference is
-   the work the loop adds (decoding, crop/resize, JSON).
+   the work the loop adds (decoding, crop/resize, JSON). The loop's stdout (a JSON line per frame)
+   is read every few milliseconds, not line by line: the reader wakes up a few hundred times a
+   second instead of once per frame, so it takes little CPU from the loop it measures.
+   ``--against DIR`` also runs ``edgecam run`` from another checkout (PYTHONPATH=DIR, e.g. a
+   ``git worktree`` of an older commit) in the same rounds: before/after from the same minutes.
 4. start-up      wall time from just before Popen to the first JSON line on stdout of
                  ``edgecam run MODEL --source VIDEO --headless --max-frames 1`` with TensorFlow,
                  Keras and tf_keras made unimportable (as on a Raspberry Pi); one unmeasured
                  run first warms the disk cache. Goal: < 1 s. Also its CPU time to that line,
                  import-only children for comparison, and the same steps timed one by one
-                 inside one child (wall and CPU).
+                 inside one child (wall and CPU). First model only.
 5. memory        peak RSS of each ``edgecam run`` child (os.wait4's rusage of that child).
                  Goal: < 150 MB for MobileNetV2 1.0/224.
 
-The video: FRAMES distinct photos from the flowers test split, centre-cropped to 320x240,
-written as mp4 (mp4v) into a temporary folder.
+MODELS (``--models``, comma-separated; a name below or a .tflite path):
+  default   runs/bench/flowers/last/model.tflite: MobileNetV2 1.0/224 on the flowers, what
+            ``edgecam finetune`` makes by default (with its unknown_score output);
+  smallest  runs/bench/flowers_v1_025/last/model.tflite: MobileNet v1 0.25/224 on the flowers,
+            the smallest backbone edgecam trains (with its unknown_score output).
+Either is trained first (a few minutes; the embedding cache makes re-runs fast) if missing:
+``edgecam finetune data.path=FLOWERS model.weights=WEIGHTS name=flowers output=runs/bench -q``,
+plus ``model.backbone=mobilenet_v1 model.alpha=0.25`` and ``name=flowers_v1_025`` for the smallest
+(runs/ is git-ignored; ``--output`` puts them elsewhere). A model file made before open-set scores
+(no unknown_score output) is said on stderr: delete its run folder to train it again.
 
-Run:   .venv/bin/python benchmarks/run_speed.py [--model MODEL.tflite] [--rounds 3] [--frames 300] [--nice -20]
+The video: FRAMES distinct photos from the flowers test split (cycled past 717), centre-cropped
+to 320x240, written as mp4 (mp4v) into a temporary folder. 1000 frames by default: a fast model
+runs them in about a second.
+
+Run:   .venv/bin/python benchmarks/run_speed.py [--models default,smallest] [--threads all,spare]
+                                             [--rounds 3] [--frames 1000] [--nice -20] [--against DIR]
+       (``--model FILE``, repeatable, measures those files instead of --models.)
 On a busy machine, wall-clock figures swing by 2x from round to round; as root, ``--nice -20``
 runs the measured children ahead of other work, so absolute figures come closer to an idle
-machine's (it does not make the machine idle: compare the CPU figures too).
-Without --model it uses runs/bench/flowers/last/model.tflite (in the repository's git-ignored
-runs/ folder, or under --output), training it first (a few minutes) with ``edgecam finetune
-data.path=FLOWERS model.weights=WEIGHTS name=flowers output=runs/bench -q`` if it is not there. Progress goes to stderr, the table to stdout.
+machine's (it does not make the machine idle: compare the CPU figures too). Where the kernel
+groups processes by session (autogroup), a niceness only counts inside its group, so each
+measured child then also starts its own session and sets that group's niceness. Progress goes
+to stderr, the table to stdout.
 """
 
 from __future__ import annotations
@@ -58,18 +82,24 @@ FLOWERS = SHARED / "datasets" / "flowers"
 WEIGHTS = SHARED / "weights"
 DEFAULT_OUTPUT = ROOT / "runs" / "bench"
 VIDEO_SIZE = (320, 240)
+# name: (run name under --output, extra finetune settings, what it is)
+MODELS = {
+    "default": ("flowers", [], "MobileNetV2 1.0/224"),
+    "smallest": ("flowers_v1_025", ["model.backbone=mobilenet_v1", "model.alpha=0.25"], "MobileNet v1 0.25/224"),
+}
+READ_EVERY = 0.005  # seconds between reads of a loop's stdout
 
 GOAL_RATIO, GOAL_STARTUP_S, GOAL_RSS_MB = 0.9, 1.0, 150.0
 NICE = 0  # --nice: niceness added to every measured child
 
-# The child that times the interpreter alone. argv: model video frames warmup
+# The child that times the interpreter alone. argv: model video frames warmup threads
 INTERPRETER_ONLY = r"""
 import json, sys, time
 import cv2
 from edgecam.runtime.classifier import Classifier
-model, video, frames, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, video, frames, warmup, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 ok, bgr = cv2.VideoCapture(video).read()
-classifier = Classifier(model)
+classifier = Classifier(model, num_threads=threads)
 tensor = classifier.prepare(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 for _ in range(warmup):
     classifier.infer(tensor)
@@ -88,14 +118,15 @@ DECODE_ONLY = r"""
 import json, sys, time
 import cv2
 cap = cv2.VideoCapture(sys.argv[1])
-n, start = 0, time.perf_counter()
+n, start, cpu = 0, time.perf_counter(), time.process_time()
 while True:
     ok, frame = cap.read()
     if not ok:
         break
     cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     n += 1
-print(json.dumps({"fps": n / (time.perf_counter() - start), "frames": n}))
+print(json.dumps({"fps": n / (time.perf_counter() - start), "frames": n,
+                  "cpu_ms": 1000 * (time.process_time() - cpu) / n}))
 """
 
 # `edgecam ...` with TensorFlow, Keras and tf_keras unimportable, as on a Pi.
@@ -161,28 +192,31 @@ def edgecam() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "edgecam"]
 
 
-def run_child(args: list[str]) -> dict:
-    """Run a child to the end, reading its stdout line by line.
+def run_child(args: list[str], every: float = 0.0, pythonpath: str | None = None) -> dict:
+    """Run a child to the end, reading its stdout.
 
     Returns stdout (and its lines), stderr, peak RSS (MB, the child's own rusage), the wall
     time from just before Popen to the first stdout line (``t_first``) and to the exit
     (``t_total``), the child's CPU time at its first and last stdout line (``cpu_first``,
-    ``cpu_last``) and in all (``cpu_s``).
+    ``cpu_last``; ``lines_between`` came between them) and in all (``cpu_s``).
+    With ``every`` (seconds), stdout is read that often instead of line by line (see the
+    docstring, 3.); the CPU times are then taken at the first and last read that brought lines.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     with tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
-                                preexec_fn=(lambda: os.nice(NICE)) if NICE else None)
-        t_first = cpu_first = cpu_last = None
-        lines = []
-        for line in proc.stdout:
-            if t_first is None:
-                t_first = time.perf_counter() - start
-                cpu_first = cpu_seconds(proc.pid)
-            else:
-                cpu_last = cpu_seconds(proc.pid)
-            lines.append(line)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env,
+                                preexec_fn=(lambda: _renice(NICE)) if NICE else None)
+        lines: list[str] = []
+        marks: list[tuple[float, float, int]] = []  # (wall, child CPU, lines so far) at reads that brought lines
+        if every:
+            _read_every(proc, every, lines, marks)
+        else:
+            for line in proc.stdout:
+                lines.append(line.decode())
+                marks.append((time.perf_counter(), cpu_seconds(proc.pid), len(lines)))
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         total = time.perf_counter() - start
@@ -190,20 +224,97 @@ def run_child(args: list[str]) -> dict:
         stderr = err.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[:4])}... failed ({proc.returncode}):\n{stderr[-2000:]}")
+    first, last = (marks[0], marks[-1]) if marks else ((None, None, 0), (None, None, 0))
     return {"stdout": "".join(lines), "lines": lines, "stderr": stderr, "rss_mb": usage.ru_maxrss / 1024.0,
-            "t_first": t_first, "t_total": total, "cpu_first": cpu_first, "cpu_last": cpu_last,
-            "cpu_s": usage.ru_utime + usage.ru_stime}
+            "t_first": first[0] - start if first[0] is not None else None, "t_total": total,
+            "cpu_first": first[1], "cpu_last": last[1] if len(marks) > 1 else None,
+            "lines_between": last[2] - first[2], "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
-def ensure_model(args) -> Path:
-    if args.model:
-        return Path(args.model)
-    model = args.output / "flowers" / "last" / "model.tflite"
-    if not model.exists():
-        log(f"training the flowers model into {args.output} (a few minutes; the embedding cache makes re-runs fast)")
-        subprocess.run(edgecam() + ["finetune", f"data.path={FLOWERS}", f"model.weights={WEIGHTS}", "name=flowers",
-                                    f"output={args.output}", "-q"], check=True)
-    return model
+def _read_every(proc, every: float, lines: list[str], marks: list) -> None:
+    """Read ``proc``'s stdout every ``every`` seconds until it closes, whole lines into ``lines``."""
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    pending, closed = b"", False
+    while not closed:
+        time.sleep(every)
+        got = []
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:
+                closed = True
+                break
+            got.append(chunk)
+        if got:
+            *complete, pending = (pending + b"".join(got)).split(b"\n")
+            if complete:
+                lines.extend(line.decode() + "\n" for line in complete)
+                marks.append((time.perf_counter(), cpu_seconds(proc.pid), len(lines)))
+    if pending:
+        lines.append(pending.decode())
+    proc.stdout.close()
+
+
+def _renice(niceness: int) -> None:
+    """In the child before exec: its own session (so its own autogroup, where the kernel has them)
+    at ``niceness``, and ``niceness`` inside it."""
+    os.setsid()
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(niceness))
+    except OSError:
+        pass  # no autogroups: the plain niceness is what counts
+    os.nice(niceness)
+
+
+def ensure_models(args) -> list[tuple[str, Path]]:
+    """(name, model file) for each of ``--models``, training the named ones that are missing."""
+    models = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        if name not in MODELS:
+            if not Path(name).is_file():
+                raise SystemExit(f"--models: {name} is neither {' nor '.join(MODELS)} nor a model file")
+            models.append((Path(name).stem, Path(name)))
+            continue
+        run, settings, what = MODELS[name]
+        model = args.output / run / "last" / "model.tflite"
+        if not model.exists():
+            log(f"training the {name} model ({what}) into {args.output / run} (a few minutes; the embedding "
+                "cache makes re-runs fast)")
+            subprocess.run(edgecam() + ["finetune", f"data.path={FLOWERS}", f"model.weights={WEIGHTS}", *settings,
+                                        f"name={run}", f"output={args.output}", "-q"], check=True)
+        models.append((f"{name} ({what})", model))
+    for name, model in models:
+        if not _has_unknown_output(model):
+            log(f"note: {model} has no unknown_score output (made before open-set scores?): delete its run "
+                "folder to train it again")
+    return models
+
+
+def _has_unknown_output(model: Path) -> bool:
+    from edgecam.runtime.classifier import UNKNOWN_OUTPUT
+    from edgecam.runtime.litert import make_interpreter
+
+    return any(o["name"] == UNKNOWN_OUTPUT for o in make_interpreter(1, model_path=str(model)).get_output_details())
+
+
+def thread_settings(spec: str) -> list[tuple[str, int]]:
+    """(label, count) for each of ``--threads``: all, spare or a number; the same count twice is measured once."""
+    cores = os.cpu_count() or 1
+    settings: dict[int, str] = {}
+    for item in [t.strip() for t in spec.split(",") if t.strip()]:
+        if item == "all":
+            settings.setdefault(cores, f"{cores} (all cores: the default)")
+        elif item == "spare":
+            settings.setdefault(max(1, cores - 1), f"{max(1, cores - 1)} (a core left to capture)")
+        elif item.isdigit() and int(item) > 0:
+            settings.setdefault(int(item), item)
+        else:
+            raise SystemExit(f"--threads: expected all, spare or numbers, got {item!r}")
+    return [(label, count) for count, label in settings.items()]
 
 
 def make_video(path: Path, frames: int) -> int:
@@ -228,8 +339,9 @@ def make_video(path: Path, frames: int) -> int:
     return written
 
 
-def measure_loop(model: Path, video: Path) -> dict:
-    r = run_child(edgecam() + ["run", str(model), "--source", str(video), "--headless"])
+def measure_loop(model: Path, video: Path, threads: int, pythonpath: str | None = None) -> dict:
+    r = run_child(edgecam() + ["run", str(model), "--source", str(video), "--headless", "--threads", str(threads)],
+                  every=READ_EVERY, pythonpath=pythonpath)
     match = re.search(r"^(\d+) frames, (\d+) dropped, ([\d.]+) FPS", r["stderr"], re.M)
     if not match:
         raise SystemExit(f"no summary line from edgecam run:\n{r['stderr'][-2000:]}")
@@ -239,11 +351,11 @@ def measure_loop(model: Path, video: Path) -> dict:
     frames = int(match.group(1))
     return {"fps": float(match.group(3)), "frames": frames, "dropped": int(match.group(2)),
             "infer_ms": statistics.fmean(infer), "latency_ms": statistics.fmean(latency), "rss_mb": r["rss_mb"],
-            "cpu_ms": 1000 * (r["cpu_last"] - r["cpu_first"]) / max(1, frames - 1)}
+            "cpu_ms": 1000 * (r["cpu_last"] - r["cpu_first"]) / max(1, r["lines_between"])}
 
 
-def measure_interpreter(model: Path, video: Path, frames: int) -> dict:
-    r = run_child([sys.executable, "-c", INTERPRETER_ONLY, str(model), str(video), str(frames), "10"])
+def measure_interpreter(model: Path, video: Path, frames: int, threads: int) -> dict:
+    r = run_child([sys.executable, "-c", INTERPRETER_ONLY, str(model), str(video), str(frames), "10", str(threads)])
     return {**json.loads(r["stdout"]), "rss_mb": r["rss_mb"]}
 
 
@@ -253,7 +365,7 @@ def measure_decode(video: Path) -> dict:
 
 def measure_startup(model: Path, video: Path) -> dict:
     r = run_child([sys.executable, "-c", BLOCK_TENSORFLOW, "run", str(model), "--source", str(video), "--headless",
-                   "--max-frames", "1"])
+                   "--max-frames", "1"])  # read line by line: the first line's time is the figure
     if len(r["lines"]) != 1:
         raise SystemExit(f"expected one JSON line, got {len(r['lines'])}")
     return {"first_s": r["t_first"], "total_s": r["t_total"], "rss_mb": r["rss_mb"], "cpu_s": r["cpu_s"],
@@ -270,83 +382,113 @@ def measure_stages(model: Path, video: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="a .tflite classifier [default: the flowers model in --output]")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the flowers model is trained")
+    parser.add_argument("--models", default="default,smallest",
+                        help="comma-separated: default, smallest (trained into --output if missing) or .tflite paths")
+    parser.add_argument("--model", action="append", default=[], help="a .tflite classifier (repeatable; replaces --models)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the named models are trained")
+    parser.add_argument("--threads", default="all,spare",
+                        help="interpreter thread counts, the same on both sides: all (os.cpu_count()), spare (one "
+                             "fewer) or numbers [default: all,spare]")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=300, help="frames in the benchmark video")
+    parser.add_argument("--frames", type=int, default=1000, help="frames in the benchmark video")
     parser.add_argument("--nice", type=int, default=0,
                         help="run every measured child at this niceness; as root, -20 gives them the CPU on a busy "
                              "machine so absolute figures approach an idle machine's (ratios need no such help)")
+    parser.add_argument("--against", metavar="DIR",
+                        help="also run edgecam run from this checkout (PYTHONPATH=DIR) in the same rounds: before/after")
     args = parser.parse_args()
     global NICE
     NICE = args.nice
+    if args.model:
+        args.models = ",".join(args.model)
 
-    model = ensure_model(args)
+    models = ensure_models(args)
     with tempfile.TemporaryDirectory(prefix="edgecam-run-speed-") as work:
-        measure_all(args, model, Path(work) / "flowers_320x240.mp4")
+        measure_all(args, models, thread_settings(args.threads), Path(work) / "flowers_320x240.mp4")
 
 
-def measure_all(args, model: Path, video: Path) -> None:
+def measure_all(args, models: list[tuple[str, Path]], threads: list[tuple[str, int]], video: Path) -> None:
     frames = make_video(video, args.frames)
-    log(f"model {model} ({model.stat().st_size / 1e6:.1f} MB); video {video}: {frames} frames "
-        f"{VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
-        + (f"; children at nice {NICE}" if NICE else ""))
+    log(f"video {video}: {frames} frames {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}; {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f}" + (f"; children at nice {NICE}" if NICE else "")
+        + "".join(f"\n  {name}: {model} ({model.stat().st_size / 1e6:.1f} MB)" for name, model in models))
 
-    rows = {"decode": [], "interpreter": [], "loop": [], "ratio": []}
+    cases = [(name, model, label, n) for name, model in models for label, n in threads]
+    sides = ["interpreter", "loop"] + (["before"] if args.against else [])
+    rows = {(name, label): {side: [] for side in sides} for name, _, label, _ in cases}
+    decodes = []
     for r in range(args.rounds):
-        order = ("interpreter", "loop") if r % 2 == 0 else ("loop", "interpreter")
-        decode = measure_decode(video)
-        got = {}
-        for name in order:
-            got[name] = measure_interpreter(model, video, frames) if name == "interpreter" else measure_loop(model, video)
-        rows["decode"].append(decode)
-        rows["interpreter"].append(got["interpreter"])
-        rows["loop"].append(got["loop"])
-        rows["ratio"].append(got["loop"]["fps"] / got["interpreter"]["fps"])
-        log(f"round {r + 1}: decode {decode['fps']:.0f} FPS; interpreter {got['interpreter']['fps']:.1f} FPS "
-            f"({got['interpreter']['infer_ms']:.1f} ms); loop {got['loop']['fps']:.1f} FPS "
-            f"({got['loop']['frames']} frames, {got['loop']['dropped']} dropped, inference {got['loop']['infer_ms']:.1f} ms, "
-            f"latency {got['loop']['latency_ms']:.1f} ms, RSS {got['loop']['rss_mb']:.0f} MB); "
-            f"ratio {rows['ratio'][-1]:.2f}; CPU per frame: interpreter {got['interpreter']['cpu_ms']:.1f} ms, "
-            f"loop {got['loop']['cpu_ms']:.1f} ms")
-
-    measure_startup(model, video)  # unmeasured: warms the disk cache
+        decodes.append(measure_decode(video))
+        for name, model, label, n in cases:
+            got = {}
+            for side in (sides if r % 2 == 0 else sides[::-1]):
+                if side == "interpreter":
+                    got[side] = measure_interpreter(model, video, frames, n)
+                else:
+                    got[side] = measure_loop(model, video, n, args.against if side == "before" else None)
+                rows[name, label][side].append(got[side])
+            i, loop = got["interpreter"], got["loop"]
+            log(f"round {r + 1}, {name}, threads {n}: interpreter {i['fps']:.1f} FPS ({i['infer_ms']:.2f} ms, "
+                f"CPU {i['cpu_ms']:.2f} ms/frame); loop {loop['fps']:.1f} FPS ({loop['frames']} frames, "
+                f"{loop['dropped']} dropped, inference {loop['infer_ms']:.2f} ms, latency {loop['latency_ms']:.2f} ms, "
+                f"CPU {loop['cpu_ms']:.2f} ms/frame, RSS {loop['rss_mb']:.0f} MB); ratio {loop['fps'] / i['fps']:.2f}"
+                + (f"; before: {got['before']['fps']:.1f} FPS, ratio {got['before']['fps'] / i['fps']:.2f}, "
+                   f"CPU {got['before']['cpu_ms']:.2f} ms/frame" if args.against else ""))
+        log(f"round {r + 1}: decode only {decodes[-1]['fps']:.0f} FPS, CPU {decodes[-1]['cpu_ms']:.2f} ms/frame")
+    first_model = models[0][1]
+    measure_startup(first_model, video)  # unmeasured: warms the disk cache
     startups, baselines, stages = [], [], []
     for _ in range(args.rounds):
-        startups.append(measure_startup(model, video))
+        startups.append(measure_startup(first_model, video))
         baselines.append(measure_baselines())
-        stages.append(measure_stages(model, video))
+        stages.append(measure_stages(first_model, video))
         s = startups[-1]
         log(f"start-up: first result after {s['first_s']:.2f} s, process done after {s['total_s']:.2f} s, "
             f"CPU {s['cpu_first_s']:.2f} s to the first result, {s['cpu_s']:.2f} s in all, RSS {s['rss_mb']:.0f} MB; "
             + ", ".join(f"{k} {v:.2f} s" for k, v in baselines[-1].items()))
 
-    def med(name, key):
-        return statistics.median(x[key] for x in rows[name])
+    def med(values):
+        return statistics.median(values)
 
-    startup = statistics.median(s["first_s"] for s in startups)
-    rss = max(x["rss_mb"] for x in rows["loop"])
-    ratio = statistics.median(rows["ratio"])
     ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
+          + (f"; measured children at nice {NICE}" if NICE else "") + f"; median of {args.rounds} rounds; "
+          f"video {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}, {frames} frames, decode only {med(d['fps'] for d in decodes):.0f} FPS, "
+          f"CPU {med(d['cpu_ms'] for d in decodes):.2f} ms/frame")
+    head = (f"{'model':<34} {'threads':<26} {'interpreter':>11} {'edgecam run':>11} {'ratio':>6} {'goal':<7} "
+            f"{'inference: interp./loop':>23} {'CPU/frame: interp./loop':>23}")
+    if args.against:
+        head += f"  {'before: FPS':>11} {'ratio':>6} {'CPU/frame':>9}"
+    print(head)
+    for name, _, label, _ in cases:
+        row = rows[name, label]
+        ratio = med(x["fps"] / i["fps"] for x, i in zip(row["loop"], row["interpreter"]))
+        line = (f"{name:<34} {label:<26} {med(x['fps'] for x in row['interpreter']):>7.1f} FPS "
+                f"{med(x['fps'] for x in row['loop']):>7.1f} FPS {ratio:>6.2f} {ok(ratio >= GOAL_RATIO):<7} "
+                f"{med(x['infer_ms'] for x in row['interpreter']):>13.2f} / {med(x['infer_ms'] for x in row['loop']):.2f} ms "
+                f"{med(x['cpu_ms'] for x in row['interpreter']):>13.2f} / {med(x['cpu_ms'] for x in row['loop']):.2f} ms")
+        if args.against:
+            before = med(x["fps"] / i["fps"] for x, i in zip(row["before"], row["interpreter"]))
+            line += (f"  {med(x['fps'] for x in row['before']):>7.1f} FPS {before:>6.2f} "
+                     f"{med(x['cpu_ms'] for x in row['before']):>6.2f} ms")
+        print(line)
+    print(f"ratio = edgecam run / interpreter, round by round (goal >= {GOAL_RATIO}); CPU/frame counts all threads")
+    if args.against:
+        print(f"before = edgecam run from {args.against}, in the same rounds, against the same interpreter figure")
+    print()
+    startup = statistics.median(s["first_s"] for s in startups)
+    rss = {name: max(x["rss_mb"] for (n, _), row in rows.items() if n == name for x in row["loop"]) for name, _ in models}
+    interp_rss = max(x["rss_mb"] for (n, _), row in rows.items() if n == models[0][0] for x in row["interpreter"])
     table = [
-        ("figure (median of %d rounds)" % args.rounds, "value", "goal", ""),
-        ("video decode only, 320x240 mp4", f"{med('decode', 'fps'):.0f} FPS", "well above model", ""),
-        ("interpreter only (Classifier.infer)", f"{med('interpreter', 'fps'):.1f} FPS", "", ""),
-        ("  mean inference", f"{med('interpreter', 'infer_ms'):.1f} ms", "", ""),
-        ("edgecam run --headless, same video", f"{med('loop', 'fps'):.1f} FPS", "", ""),
-        ("  mean inference inside the loop", f"{med('loop', 'infer_ms'):.1f} ms", "", ""),
-        ("loop / interpreter", f"{ratio:.2f}", f">= {GOAL_RATIO}", ok(ratio >= GOAL_RATIO)),
-        ("CPU per frame, interpreter only", f"{med('interpreter', 'cpu_ms'):.1f} ms", "", ""),
-        ("CPU per frame, edgecam run", f"{med('loop', 'cpu_ms'):.1f} ms", "", ""),
-        ("start-up to first result (no TF)", f"{startup:.2f} s", f"< {GOAL_STARTUP_S:.0f} s", ok(startup < GOAL_STARTUP_S)),
+        (f"start-up to first result (no TF), {models[0][0]}", f"{startup:.2f} s", f"< {GOAL_STARTUP_S:.0f} s",
+         ok(startup < GOAL_STARTUP_S)),
         ("  CPU time to first result", f"{statistics.median(x['cpu_first_s'] for x in startups):.2f} s", "", ""),
-        ("peak RSS of edgecam run", f"{rss:.0f} MB", f"< {GOAL_RSS_MB:.0f} MB", ok(rss < GOAL_RSS_MB)),
-        ("  (interpreter-only child, for scale)", f"{max(x['rss_mb'] for x in rows['interpreter']):.0f} MB", "", ""),
+        *((f"peak RSS of edgecam run, {name}", f"{mb:.0f} MB", f"< {GOAL_RSS_MB:.0f} MB", ok(mb < GOAL_RSS_MB))
+          for name, mb in rss.items()),
+        ("  (interpreter-only child, for scale)", f"{interp_rss:.0f} MB", "", ""),
     ]
-    print(f"model: {model}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
-          + (f"; measured children at nice {NICE}" if NICE else ""))
     for name, value, goal, verdict in table:
-        print(f"{name:<40} {value:>10}  {goal:<18} {verdict}")
+        print(f"{name:<56} {value:>8}  {goal:<10} {verdict}")
     print()
     print("start-up, wall time to exit of import-only children (median):")
     for name in BASELINES:

@@ -57,6 +57,8 @@ THIRD_PARTY = {
     "config": allowed(),
     "edgecam.config.loader": allowed({"yaml"}),  # the one YAML reader
     "data": allowed({"numpy", "PIL"}),  # progress bars (tqdm) only through edgecam.console
+    # edgecam datasets shift: what a Pi camera does to a photo, with OpenCV (as the runtime has it).
+    "edgecam.data.camera_shift": allowed({"numpy", "PIL", "cv2"}),
     "evaluation": allowed({"numpy"}),
     "console": allowed(lazily={"tqdm"}),
     "errors": allowed(),

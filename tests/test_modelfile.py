@@ -30,7 +30,7 @@ from edgecam.cli import cli
 from edgecam.errors import ModelError
 from edgecam.modelfile._flatbuf import pack_tree
 from edgecam.modelfile.metadata import ModelInfo, embed_metadata, read_labels_file, read_metadata
-from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
+from edgecam.modelfile.preprocess import FITS, PREPROCESSING, Preprocessing, fit_to_input
 from edgecam.runtime.classifier import Classifier
 
 LABELS = ("daisy", "roses", "tulips")
@@ -497,18 +497,22 @@ def test_a_finetuned_model_states_the_preprocessing_the_code_does(tmp_path_facto
     """The real export path (the session's small fine-tuned model, shared with test_run.py)."""
     import runfixtures
 
+    from edgecam.config.finetune import ModelConfig
+
     path = runfixtures.trained_model(tmp_path_factory).path
-    classifier = Classifier(path)
-    assert read_metadata(path.read_bytes()).extra["preprocessing"] == PREPROCESSING.describe(classifier.input_size)
-    assert classifier.preprocessing == PREPROCESSING
+    classifier, rule = Classifier(path), Preprocessing(fit=ModelConfig().fit)  # trained with the default fit
+    assert read_metadata(path.read_bytes()).extra["preprocessing"] == rule.describe(classifier.input_size)
+    assert classifier.preprocessing == rule
 
 
 def reference_fit(rgb: np.ndarray, description: dict) -> np.ndarray:
     """The preprocessing, written from the metadata's description alone (not from edgecam's code)."""
-    assert description["fit"] == "center_crop" and description["input"]["color"] == "RGB"
+    assert description["fit"] in ("center_crop", "resize") and description["input"]["color"] == "RGB"
     out_h, out_w = description["input"]["height"], description["input"]["width"]
     height, width = rgb.shape[:2]
-    if width * out_h >= height * out_w:  # wider than the input's aspect: keep every row
+    if description["fit"] == "resize":  # the whole frame
+        h, w = height, width
+    elif width * out_h >= height * out_w:  # wider than the input's aspect: keep every row
         h, w = height, max(1, round(height * out_w / out_h))
     else:
         h, w = max(1, round(width * out_h / out_w)), width
@@ -554,13 +558,52 @@ def test_the_stated_preprocessing_reproduces_fit_to_input_exactly(name):
 
 
 @pytest.mark.parametrize("size", [(24, 40), (40, 24), (224, 160)])
-def test_the_reference_agrees_for_inputs_that_are_not_square(size):
-    description = PREPROCESSING.describe(size)
+@pytest.mark.parametrize("fit", FITS)
+def test_the_reference_agrees_for_inputs_that_are_not_square(size, fit):
+    description = Preprocessing(fit=fit).describe(size)
     rng = np.random.default_rng(4)
     for frame, (h, w) in FRAMES.items():
         rgb = rng.integers(0, 256, (h, w, 3), np.uint8)
-        np.testing.assert_array_equal(reference_fit(rgb, description), fit_to_input(rgb, size),
+        np.testing.assert_array_equal(reference_fit(rgb, description), fit_to_input(rgb, size, fit),
                                       err_msg=f"{size}, {frame} frame")
+
+
+@pytest.mark.parametrize("fit", FITS)
+def test_every_fit_is_reproduced_from_its_description_on_every_branch(fit):
+    rule, size = Preprocessing(fit=fit), (32, 32)
+    description = rule.describe(size)
+    assert description["fit"] == fit and Preprocessing.from_description(description) == rule
+    rng = np.random.default_rng(5)
+    methods = set()
+    for frame, (h, w) in FRAMES.items():
+        rgb = rng.integers(0, 256, (h, w, 3), np.uint8)
+        np.testing.assert_array_equal(reference_fit(rgb, description), rule.apply(rgb, size), err_msg=frame)
+        box = rule.box(h, w, 1.0)[2:]
+        methods.add(rule.interpolation(box, size) if box != size else "none")
+    assert methods == {"area", "bilinear", "none"}
+
+
+def test_a_model_that_states_the_whole_frame_fit_gets_it_at_run_time(models, tmp_path):
+    """A new model ("resize") is read back and fed whole frames; the old ones ("center_crop",
+    version 2, like the committed fixtures) keep their centre crop."""
+    description = Preprocessing(fit="resize").describe((32, 32))
+    info = read_metadata(COLORS_MODEL.read_bytes())
+    path = tmp_path / "whole.tflite"
+    path.write_bytes(embed_metadata(models.plain, ModelInfo(**{**vars(info), "extra": {"preprocessing": description}})))
+    new, old = Classifier(path), Classifier(COLORS_MODEL)
+    assert (new.preprocessing.fit, old.preprocessing.fit) == ("resize", "center_crop")
+    assert old.info.extra["preprocessing"]["version"] == 2
+    frame = np.zeros((40, 80, 3), np.uint8)
+    frame[:, :20] = (255, 0, 0)  # a red band at the left edge: outside the centre crop
+    np.testing.assert_array_equal(new.prepare(frame)[0], reference_fit(frame, description))
+    assert new.prepare(frame)[0, :, :4].mean(axis=(0, 1))[0] > 200  # the band reaches the model
+    assert old.prepare(frame)[0, :, :, 0].max() == 0  # and not the old model
+    new.classify(frame)
+
+
+def test_rules_with_other_pixels_have_other_keys():
+    keys = {Preprocessing(fit=fit).key for fit in FITS} | {Preprocessing(area_from=3.0).key}
+    assert len(keys) == len(FITS) + 1
 
 
 def stated(**changes) -> dict:

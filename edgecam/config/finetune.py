@@ -7,6 +7,7 @@ absolute once at load time so the resolved config saved with a run is unambiguou
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -15,10 +16,14 @@ from edgecam.config import loader
 
 Backbone = Literal["mobilenet_v2", "mobilenet_v1", "mobilenet_v3_small", "mobilenet_v3_large"]
 Quantization = Literal["float32", "float16", "int8"]
+Target = Literal["tflite", "imx500"]  # edgecam.training.imx500: also packerOut.zip for the AI Camera
+Fit = Literal["center_crop", "resize"]  # edgecam.modelfile.preprocess.FITS
 MAX_NAME = 100  # a run name is a folder name: well under any file system's limit
 MAX_SEED = 2**32 - 1  # NumPy's seed range
 # runs/<EVALUATE_RUNS>/<n>/ holds `edgecam evaluate` results, so no finetune run may take that name.
 EVALUATE_RUNS = "evaluate"
+# A name of data.extra_tests: it becomes a row of the report and part of file names.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 # Width multipliers and input sizes Keras publishes ImageNet weights for.
 ALPHAS = {
@@ -27,6 +32,8 @@ ALPHAS = {
     "mobilenet_v3_small": (0.75, 1.0),
     "mobilenet_v3_large": (0.75, 1.0),
 }
+# Numbered blocks per backbone: the most train.fine_tune_blocks can be (training.backbone.BLOCKS).
+BLOCKS = {"mobilenet_v1": 13, "mobilenet_v2": 16, "mobilenet_v3_small": 10, "mobilenet_v3_large": 14}
 INPUT_SIZES = {
     "mobilenet_v1": (128, 160, 192, 224),
     "mobilenet_v2": (96, 128, 160, 192, 224),
@@ -47,8 +54,16 @@ class DataConfig:
     # Folders of "none of these" photos: a folder name beside the label folders (never a label
     # then), or any other folder. They teach the unknown score what to reject; never a class.
     background: tuple[str, ...] = ()
+    # Extra labelled test sets, name -> folder (one sub-folder per label, named like the labels or
+    # their folders): the exported model's accuracy on each is reported next to val and test, e.g.
+    # the camera-shift set of `edgecam datasets shift`. Override: data.extra_tests.NAME=FOLDER.
+    extra_tests: dict[str, Path] = field(default_factory=dict)
 
     def validate(self):
+        for name in self.extra_tests:
+            if not _PLAIN_NAME.fullmatch(name) or name in ("train", "val", "test"):
+                return f"extra_tests.{name}", ("must be a plain name (letters, digits, _ . -; not train, val or "
+                                               "test): it names the report's row and files")
         if not 0.0 < self.val_fraction < 0.9:
             return "val_fraction", f"must be between 0 and 0.9, got {self.val_fraction}"
         if isinstance(self.labels, tuple) and len(set(self.labels)) != len(self.labels):
@@ -83,6 +98,11 @@ class ModelConfig:
     weights: str = "imagenet"
     # Dropout before the classifier layer.
     dropout: float = 0.2
+    # How a photo or frame is fitted to the square input: "center_crop" (the largest centred
+    # square; the edges are lost) or "resize" (the whole frame, squeezed). Stated in the model.
+    # "resize" classifies off-centre objects a little better (benchmarks/levers.py), but trained
+    # on a few dozen photos its unknown score lets more "nothing here" frames through.
+    fit: Fit = "center_crop"
 
     def validate(self):
         if self.weights == "imagenet" and self.alpha not in ALPHAS[self.backbone]:
@@ -107,15 +127,33 @@ class AugmentConfig:
     zoom: float = 0.15
     brightness: float = 0.2
     contrast: float = 0.2
+    # Share of views that also get what a small camera does to a scene, each effect half the
+    # time at a random strength up to its maximum: low light (darker by up to ``dark``), a colour
+    # cast (channel gains off by up to ``color``), blur (up to ``blur`` pixels), sensor noise (up
+    # to ``noise`` of full scale) and JPEG (quality down to ``jpeg``; 0 = off).
+    camera: float = 1.0
+    dark: float = 0.6
+    color: float = 0.15
+    blur: float = 1.5
+    noise: float = 0.04
+    jpeg: int = 30
 
     def validate(self):
         if not 0 <= self.views <= 16:
             return "views", f"must be 0..16, got {self.views}"
-        for key in ("zoom", "brightness", "contrast"):
+        for key in ("zoom", "brightness", "contrast", "dark", "color"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 return key, f"must be in [0, 1), got {getattr(self, key)}"
         if not 0.0 <= self.rotation <= 180.0:
             return "rotation", f"must be 0..180 degrees, got {self.rotation}"
+        if not 0.0 <= self.camera <= 1.0:
+            return "camera", f"must be in [0, 1], got {self.camera}"
+        if not 0.0 <= self.blur <= 10.0:
+            return "blur", f"must be 0..10 pixels, got {self.blur}"
+        if not 0.0 <= self.noise <= 0.5:
+            return "noise", f"must be in [0, 0.5], got {self.noise}"
+        if not (self.jpeg == 0 or 1 <= self.jpeg <= 95):
+            return "jpeg", f"must be 0 (off) or a quality 1..95, got {self.jpeg}"
         return None
 
 
@@ -130,10 +168,16 @@ class TrainConfig:
     class_weight: bool = True
     # Stop when validation loss has not improved for this many epochs (best weights restored).
     patience: int = 5
-    # Second stage: also train the top N backbone layers on the images (0 = off).
-    fine_tune_layers: int = 0
+    # L2 penalty on the classifier's weights, and label smoothing of its targets (0 = off).
+    l2: float = 0.0
+    label_smoothing: float = 0.0
+    # Second stage: also train the backbone's top N blocks (and the head) at a low learning rate,
+    # on the cached activations below them (0 = off; edgecam.training.tune).
+    fine_tune_blocks: int = 0
     fine_tune_epochs: int = 5
     fine_tune_learning_rate: float = 1e-5
+    # Replaced by fine_tune_blocks; kept so that an old config gets an error saying so.
+    fine_tune_layers: int = 0
 
     def validate(self):
         for key in ("epochs", "batch_size", "patience", "fine_tune_epochs"):
@@ -144,8 +188,14 @@ class TrainConfig:
                 return key, f"must be between 0 and 1, got {getattr(self, key)}"
         if not 0 <= self.seed <= MAX_SEED:
             return "seed", f"must be 0..{MAX_SEED}, got {self.seed}"
-        if self.fine_tune_layers < 0:
-            return "fine_tune_layers", f"must be 0 or more, got {self.fine_tune_layers}"
+        if self.fine_tune_layers:
+            return "fine_tune_layers", "replaced by train.fine_tune_blocks: the top N blocks, trained on cached activations"
+        if self.fine_tune_blocks < 0:
+            return "fine_tune_blocks", f"must be 0 or more, got {self.fine_tune_blocks}"
+        if not 0.0 <= self.l2 < 1.0:
+            return "l2", f"must be in [0, 1), got {self.l2}"
+        if not 0.0 <= self.label_smoothing < 1.0:
+            return "label_smoothing", f"must be in [0, 1), got {self.label_smoothing}"
         return None
 
 
@@ -177,6 +227,9 @@ class ExportConfig:
     # Images drawn from the training split to calibrate int8 quantization.
     calibration_images: int = 200
     unknown: UnknownConfig = field(default_factory=UnknownConfig)
+    # "tflite", or "imx500": also quantise and convert for the Raspberry Pi AI Camera
+    # (packerOut.zip beside model.tflite; needs `edgecam imx500 setup` and Java 17).
+    target: Target = "tflite"
 
     def validate(self):
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
@@ -207,6 +260,9 @@ class FinetuneConfig:
             return "name", f"must be a plain folder name, got {self.name!r}"
         if self.name == EVALUATE_RUNS:
             return "name", f"{EVALUATE_RUNS!r} is where `edgecam evaluate` keeps its results; pick another name"
+        if self.train.fine_tune_blocks > BLOCKS[self.model.backbone]:
+            return "train.fine_tune_blocks", (f"{self.model.backbone} has {BLOCKS[self.model.backbone]} blocks, "
+                                              f"got {self.train.fine_tune_blocks}")
         return None
 
 
@@ -236,9 +292,10 @@ def resolve_paths(cfg: FinetuneConfig, base: Path) -> FinetuneConfig:
         cache = str((base / cache).resolve())
     root = absolute(cfg.data.path)
     background = tuple(_background_entry(entry, root, base) for entry in cfg.data.background)
+    extra_tests = {name: absolute(path.expanduser()) for name, path in cfg.data.extra_tests.items()}
     return replace(
         cfg,
-        data=replace(cfg.data, path=root, background=background),
+        data=replace(cfg.data, path=root, background=background, extra_tests=extra_tests),
         model=replace(cfg.model, weights=weights),
         output=absolute(cfg.output),
         cache=cache,

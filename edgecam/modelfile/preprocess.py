@@ -18,23 +18,34 @@ import numpy as np
 from edgecam.errors import ModelError
 
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
+# How a frame is fitted to the input's aspect: "center_crop" keeps the largest centred box of that
+# aspect (nothing stretched, the edges lost); "resize" keeps the whole frame and stretches it.
+FITS = ("center_crop", "resize")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Centre-crop to the input's aspect, then resize: area averaging for big shrinks, else bilinear.
+    """Fit to the input's aspect (``FITS``), then resize: area averaging for big shrinks, else bilinear.
 
     Area averaging only where it matters (shrinking ``area_from`` times or more, where bilinear
     would alias); for smaller steps bilinear looks the same and costs a tenth, which counts per
-    frame. ``version`` changes whenever the pixels this produces change (it keys caches).
+    frame. ``version`` changes whenever the resize rule changes; ``key`` names the pixels (it keys caches).
     """
 
     fit: str = "center_crop"
     area_from: float = 2.0
     version: int = 2
 
+    @property
+    def key(self) -> str:
+        """Changes whenever the pixels this rule produces change (embedding caches are keyed by it)."""
+        return f"{self.fit}-v{self.version}-{self.area_from:g}"
+
     def box(self, height: int, width: int, aspect: float) -> tuple[int, int, int, int]:
-        """(top, left, h, w) of the largest centred box with ``aspect`` = w / h."""
+        """(top, left, h, w) of the part of the frame that is resized: the largest centred box with
+        ``aspect`` = w / h for "center_crop", the whole frame for "resize"."""
+        if self.fit == "resize":
+            return 0, 0, height, width
         if width >= height * aspect:
             w = max(1, round(height * aspect))
             return 0, (width - w) // 2, height, w
@@ -47,7 +58,7 @@ class Preprocessing:
         return "area" if shrinks else "bilinear"
 
     def apply(self, rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """HxWx3 uint8 → ``size`` = (height, width) uint8, centre-cropped so nothing is stretched."""
+        """HxWx3 uint8 → ``size`` = (height, width) uint8: the fitted box, resized."""
         out_h, out_w = size
         top, left, h, w = self.box(rgb.shape[0], rgb.shape[1], out_w / out_h)
         crop = rgb[top : top + h, left : left + w]
@@ -68,7 +79,8 @@ class Preprocessing:
 
     def summary(self) -> str:
         """One line for people (the model's description)."""
-        return (f"uint8 RGB pixels, centre-cropped to the input's aspect, resized with area averaging when "
+        fitted = "the whole frame" if self.fit == "resize" else "centre-cropped to the input's aspect,"
+        return (f"uint8 RGB pixels, {fitted} resized with area averaging when "
                 f"shrinking {self.area_from:g}x or more, else bilinear; scaling is inside the model")
 
     @classmethod
@@ -80,7 +92,7 @@ class Preprocessing:
             known = (description["resize"]["method"], description["resize"]["otherwise"]) == ("area", "bilinear")
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"preprocessing metadata not understood: {description!r}") from None
-        if spec.fit != "center_crop" or not known or spec.version != cls().version:  # another version: other pixels
+        if spec.fit not in FITS or not known or spec.version != cls().version:  # another version: other pixels
             raise ModelError(f"preprocessing {description!r} is not supported by this edgecam; upgrade edgecam")
         return spec
 
@@ -88,6 +100,6 @@ class Preprocessing:
 PREPROCESSING = Preprocessing()
 
 
-def fit_to_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The default rule (what edgecam trains and exports with) applied to one image."""
-    return PREPROCESSING.apply(rgb, size)
+def fit_to_input(rgb: np.ndarray, size: tuple[int, int], fit: str = PREPROCESSING.fit) -> np.ndarray:
+    """The rule with ``fit`` (edgecam's default: the one for models that state none) on one image."""
+    return (PREPROCESSING if fit == PREPROCESSING.fit else Preprocessing(fit=fit)).apply(rgb, size)

@@ -7,6 +7,11 @@ back-off while the main loop keeps running, for as long as it takes once it has 
 frame; one that never has gives up after ``NEVER_DELIVERED_TRIES`` reopen attempts, and a source
 that ends without a single frame is an error (``frames`` raises it). ``frames`` is the loop both
 camera commands (``run`` and ``collect``) iterate.
+
+Given ``prepare`` (the model's crop/resize), the capture thread also makes each frame's input
+tensor: with a fast model that work would otherwise sit between two inferences on the loop's
+thread; here it overlaps with the previous frame's inference. (A live frame that a newer one
+replaces was prepared for nothing: a crop/resize costs a fraction of the frame's decoding.)
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -31,13 +36,28 @@ class Frame:
     index: int  # capture order, counting dropped frames
     time: float  # time.time() when captured; for a file: its start plus the frame's place in the video
     rgb: np.ndarray
+    tensor: np.ndarray | None = None  # the model's input made from rgb by ``prepared_with``, if it was
+    prepared_with: Callable[[np.ndarray], np.ndarray] | None = None
+    prepare_ms: float = 0.0  # how long making ``tensor`` took
+
+
+Prepare = Callable[[np.ndarray], np.ndarray]
+# Stands in the queue for the end of a file, so the loop learns it at once instead of after a get() timeout.
+_END = None
 
 
 class FrameGrabber:
-    """Runs ``source.read()`` in a daemon thread; ``get()`` returns the next frame to process."""
+    """Runs ``source.read()`` in a daemon thread; ``get()`` returns the next frame to process.
 
-    def __init__(self, source: Source, reconnect: bool = True, log=None, queue_size: int = 4):
+    ``prepare`` (settable while running: a reloaded model brings its own) is applied to each frame
+    in that thread; a frame it fails on is handed out without a tensor (the loop prepares it again
+    and meets the error itself).
+    """
+
+    def __init__(self, source: Source, reconnect: bool = True, log=None, queue_size: int = 4,
+                 prepare: Prepare | None = None):
         self.source = source
+        self.prepare = prepare
         self.reconnect = reconnect and source.live
         self.log = log or _log
         self.captured = self.dropped = self.reconnects = 0
@@ -47,7 +67,12 @@ class FrameGrabber:
         self._stop = threading.Event()
         self._lock = threading.Condition()
         self._newest: Frame | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        # Files: frames in order, at most ``queue_size`` waiting or taken but not yet given back to
+        # ``_space``. Places are given back ``_batch`` at a time: waking the capture thread costs
+        # tens of microseconds, which a fast model would otherwise pay on every frame.
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._space = threading.Semaphore(queue_size)
+        self._batch, self._taken = max(1, queue_size // 2), 0
         self._thread = threading.Thread(target=self._run, name=f"capture {source.name}", daemon=True)
 
     def start(self) -> "FrameGrabber":
@@ -88,14 +113,27 @@ class FrameGrabber:
                     if not self.captured and not self.error and not self._stop.is_set():
                         self.error = SourceError(f"{self.source.name}: no frame could be read")
                     break
-                self._publish(Frame(self.captured, clock(), rgb))
+                self._publish(self._frame(rgb, clock()))
                 self.captured += 1
         finally:
             self.finished.set()
             with self._lock:
                 self._lock.notify_all()
+            if not self.source.live:
+                self._publish(_END)
 
-    def _publish(self, frame: Frame) -> None:
+    def _frame(self, rgb: np.ndarray, now: float) -> Frame:
+        prepare = self.prepare
+        if prepare is None:
+            return Frame(self.captured, now, rgb)
+        start = time.perf_counter()
+        try:
+            tensor = prepare(rgb)
+        except Exception:  # the loop prepares this frame itself and reports the error there
+            return Frame(self.captured, now, rgb)
+        return Frame(self.captured, now, rgb, tensor, prepare, (time.perf_counter() - start) * 1000)
+
+    def _publish(self, frame: Frame | None) -> None:
         if self.source.live:
             with self._lock:
                 if self._newest is not None:
@@ -104,11 +142,9 @@ class FrameGrabber:
                 self._lock.notify_all()
             return
         while not self._stop.is_set():
-            try:
-                self._queue.put(frame, timeout=0.2)
+            if self._space.acquire(timeout=0.2):
+                self._queue.put(frame)
                 return
-            except queue.Full:
-                continue
 
     def _reopen(self) -> bool:
         """Reopen a failed live source with growing pauses; False once stopped or given up."""
@@ -142,12 +178,19 @@ class FrameGrabber:
 
     # -- consumer -------------------------------------------------------------------------
     def get(self, timeout: float = 0.5) -> Frame | None:
-        """The next frame, or None after ``timeout`` (check ``done`` to tell the end from a wait)."""
+        """The next frame, or None after ``timeout`` or at the end (check ``done`` to tell the end from a wait)."""
         if not self.source.live:
+            if self.done:  # the end marker was taken already
+                return None
             try:
-                return self._queue.get(timeout=timeout)
+                frame = self._queue.get(timeout=timeout)  # _END (None) once the file has ended
             except queue.Empty:
                 return None
+            self._taken += 1
+            if self._taken >= self._batch:  # never all places held back: no wait on an empty queue
+                self._space.release(self._taken)
+                self._taken = 0
+            return frame
         with self._lock:
             if self._newest is None and not self.finished.is_set():
                 self._lock.wait(timeout)

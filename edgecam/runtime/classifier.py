@@ -69,6 +69,9 @@ class Classifier:
         self._input, self._output, self._unknown = self._check_signature()
         self.labels = self._resolve_labels(labels)
         self.preprocessing = self._preprocessing()
+        # Fixed per model, so worked out once instead of per frame (prepare runs at camera rate).
+        self._size = self.input_size
+        self._raw = self.input_dtype == np.uint8 and self._is_raw_pixels()
         self.unknown_threshold: float | None = self._unknown_threshold()
         self.size_bytes = len(content)
         self._softmax: bool | None = None  # decided on the first inference
@@ -171,11 +174,14 @@ class Classifier:
 
     # -- inference --------------------------------------------------------------------------
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 RGB frame → the input tensor (crop/resize, then the model's number format)."""
-        pixels = self.preprocessing.apply(rgb, self.input_size)
-        dtype = self.input_dtype
-        if dtype == np.uint8 and self._is_raw_pixels():
+        """HxWx3 uint8 RGB frame → the input tensor (crop/resize, then the model's number format).
+
+        Touches no interpreter state, so the capture thread may call it while ``infer`` runs.
+        """
+        pixels = self.preprocessing.apply(rgb, self._size)
+        if self._raw:
             return pixels[None]
+        dtype = self.input_dtype
         mean, std = self._normalisation()
         x = (pixels.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
         if dtype == np.float32:

@@ -1,7 +1,8 @@
 """``edgecam run``: frames in, labels out, as fast as the model allows.
 
-The interpreter is built once; capture runs in its own thread; preprocessing, inference,
-decisions and drawing run here, once per frame. Everything is released on the way out,
+The interpreter is built once; capture and the crop/resize to the model's input run in their
+own thread (overlapping the previous frame's inference); inference, decisions and drawing run
+here, once per frame. Everything is released on the way out,
 whatever the reason (end of file, q, Ctrl-C, SIGTERM). Between frames the loop applies what a
 ``Control`` asked for (threshold, pause, snapshot) and swaps in a model the ``Reloader`` has
 loaded and checked in the background.
@@ -14,6 +15,7 @@ import time
 from typing import Callable, Iterator
 
 import cv2
+import numpy as np
 
 from edgecam.config.camera import RunConfig
 from edgecam.console import log
@@ -21,6 +23,7 @@ from edgecam.runtime.capture import Frame, FrameGrabber, frames
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.control import Control, ModelVersion
 from edgecam.runtime.decisions import ChangeCommand, Decider
+from edgecam.runtime.imx500 import is_imx500_network, load_network
 from edgecam.runtime.keeper import open_keeper
 from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput, close_all
 from edgecam.runtime.overlay import decided_text, draw_overlay
@@ -42,6 +45,7 @@ def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop: 
     """
     control, stop = control or Control(), stop or threading.Event()
     inference = Inference(classifier, cfg, control, reloader)
+    grabber.prepare = classifier.prepare  # the capture thread makes the input tensors
     processed = 0
     for frame in frames(grabber, stop):
         inference.between_frames(frame)
@@ -51,6 +55,9 @@ def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop: 
             if not control.wait_resumed(stop):  # a file waits where it is: no frame lost
                 return
             inference.between_frames(frame)
+        if inference.classifier is not classifier:  # reloaded: its input tensors from now on
+            classifier = inference.classifier
+            grabber.prepare = classifier.prepare
         yield frame, inference.result(frame)
         processed += 1
         if cfg.max_frames and processed >= cfg.max_frames:
@@ -95,21 +102,30 @@ class Inference:
     def result(self, frame: Frame) -> Result:
         classifier, decider = self.classifier, self.decider
         start = time.perf_counter()
-        tensor = classifier.prepare(frame.rgb)
+        if frame.tensor is not None and frame.prepared_with == classifier.prepare:
+            tensor, prepare_ms = frame.tensor, frame.prepare_ms  # made in the capture thread
+        else:  # no capture thread's tensor (or another model's): made here
+            tensor, prepare_ms = classifier.prepare(frame.rgb), 0.0
         t_infer = time.perf_counter()
         probs, unknown = classifier.infer_all(tensor)
         inference_ms = (time.perf_counter() - t_infer) * 1000
         smoothed = decider.smooth(probs)
         decision = decider.decide(smoothed, frame.time, decider.smooth_unknown(unknown))
-        top = tuple((p.label, p.score) for p in classifier.top_k(smoothed, self.cfg.top_k))
+        top = top_pairs(classifier.labels, smoothed, self.cfg.top_k)
         raw_top = top if decider.smoothing <= 0 and len(top) >= 2 else \
-            tuple((p.label, p.score) for p in classifier.top_k(probs, max(2, self.cfg.top_k)))
-        latency_ms = (time.perf_counter() - start) * 1000
+            top_pairs(classifier.labels, probs, max(2, self.cfg.top_k))
+        latency_ms = prepare_ms + (time.perf_counter() - start) * 1000
         model, self._announce = self._announce, None
         return Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
                       self.fps.tick(), inference_ms, latency_ms, decision.unknown_score,
                       snapshot=self.control.take_snapshot(), model_path=model and model.path,
                       model_sha256=model and model.sha256, raw_top=raw_top)
+
+
+def top_pairs(labels, probabilities, k: int) -> tuple[tuple[str, float], ...]:
+    """``Classifier.top_k`` as (label, score) pairs, without its objects: it runs on every frame."""
+    order, scores = np.argsort(-probabilities, kind="stable")[:k].tolist(), probabilities.tolist()
+    return tuple((labels[i], scores[i]) for i in order)
 
 
 def make_decider(classifier: Classifier, cfg: RunConfig) -> Decider:
@@ -172,9 +188,12 @@ def run(cfg: RunConfig, stop: threading.Event | None = None, extra_outputs: Extr
     """
     quiet_opencv()
     control = control or Control()
-    model = load_model(cfg.model, cfg.labels or None, cfg.threads or None)
+    if is_imx500_network(cfg.model):  # the AI Camera: the network runs on the sensor, which is the source too
+        model, source = load_network(cfg)
+    else:
+        model = load_model(cfg.model, cfg.labels or None, cfg.threads or None)
+        source = source or open_source(cfg.source, cfg.size())
     classifier, control.model = model.classifier, model.version
-    source = source or open_source(cfg.source, cfg.size())
     log(f"{cfg.model}: {len(classifier.labels)} labels, input {classifier.input_size[1]}x{classifier.input_size[0]} "
         f"{classifier.input_dtype.name}; source: {source.name}")
     rule = unknown_rule(classifier, cfg)

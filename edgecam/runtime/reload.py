@@ -65,6 +65,8 @@ def load_model(path: str | os.PathLike, labels=None, threads: int | None = None)
     loading), both are done again, so the hash always names the model that runs.
     Raises what ``Classifier`` raises (ModelError: one line, naming the path).
     """
+    if str(path).lower().endswith(".rpk"):  # edgecam.runtime.imx500: uploading a network to the camera takes minutes
+        raise EdgecamError(f"{path}: an IMX500 network cannot be swapped while running: restart edgecam run")
     for _ in range(3):
         before = file_key(path)
         classifier = Classifier(path, labels=labels, num_threads=threads)

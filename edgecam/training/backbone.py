@@ -77,3 +77,67 @@ def build_backbone(cfg: ModelConfig, tap: str | None = None) -> "keras.Model":
         base = keras.Model(base.inputs, [base.output, pooled], name=base.name)
     outputs = base(x, training=False)
     return keras.Model(inputs, outputs, name=f"{cfg.backbone}_features")
+
+
+# The name of every layer of a numbered block (block number in group 1), per backbone. Blocks are
+# what fine-tuning cuts by: the input of a block is one tensor, so the layers above it can run on
+# a cached activation. Layers after the last block (MobileNetV2's Conv_1, the pooling) are always
+# part of the tuned top.
+BLOCKS = {
+    "mobilenet_v2": r"block_(\d+)_",
+    "mobilenet_v1": r"conv_(?:pad|dw|pw)_(\d+)(?:_|$)",
+    "mobilenet_v3_small": r"expanded_conv_(\d+)_",
+    "mobilenet_v3_large": r"expanded_conv_(\d+)_",
+}
+
+
+def base_model(backbone):
+    """The pretrained Keras application inside a ``build_backbone`` model."""
+    import keras
+
+    return next(layer for layer in backbone.layers if isinstance(layer, keras.Model))
+
+
+def block_count(backbone_name: str, backbone) -> int:
+    """How many numbered blocks the backbone has (the most ``fine_tune_blocks`` can be)."""
+    import re
+
+    pattern = re.compile(BLOCKS[backbone_name])
+    return len({m.group(1) for layer in base_model(backbone).layers if (m := pattern.match(layer.name))})
+
+
+def cut_layer(backbone_name: str, backbone, blocks: int) -> str:
+    """The layer whose output is the input of the top ``blocks`` blocks: everything above it is tuned."""
+    import re
+
+    pattern = re.compile(BLOCKS[backbone_name])
+    layers = base_model(backbone).layers
+    numbers = sorted({int(m.group(1)) for layer in layers if (m := pattern.match(layer.name))})
+    if not 1 <= blocks <= len(numbers):
+        raise ConfigError(f"train.fine_tune_blocks: {backbone_name} has {len(numbers)} blocks, got {blocks}")
+    first = numbers[-blocks]
+    start = next(i for i, layer in enumerate(layers) if (m := pattern.match(layer.name)) and int(m.group(1)) == first)
+    return layers[start].input._keras_history.operation.name
+
+
+def upper_model(backbone, cut: str, tap: str | None = None):
+    """The backbone above layer ``cut``: its activation → pooled embedding (sharing the backbone's
+    layers, so training it trains the backbone). With ``tap`` above the cut, a second output: the
+    spatial mean of that layer's activation, as ``build_backbone(cfg, tap)`` gives it."""
+    import keras
+
+    base = base_model(backbone)
+    outputs = base.output
+    if tap:
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"{tap}_mean")(base.get_layer(tap).output)
+        outputs = [outputs, pooled]
+    return keras.Model(base.get_layer(cut).output, outputs, name=f"{base.name}_above_{cut}")
+
+
+def copy_weights(source, target) -> None:
+    """Give ``target`` (a ``build_backbone`` model, any tap) the weights of ``source`` (another one
+    of the same backbone, e.g. fine-tuned), layer by layer."""
+    source_base = base_model(source)
+    for layer in base_model(target).layers:
+        if layer.weights:
+            layer.set_weights(source_base.get_layer(layer.name).get_weights())

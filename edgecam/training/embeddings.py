@@ -22,7 +22,7 @@ from edgecam.config.finetune import AugmentConfig, ModelConfig
 from edgecam.data.dataset import Sample
 from edgecam.data.images import load_rgb
 from edgecam.runtime.litert import make_interpreter
-from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
+from edgecam.modelfile.preprocess import PREPROCESSING, Preprocessing
 from edgecam.training import augment
 from edgecam.training.backbone import build_backbone, resolve_weights
 from edgecam.training.graph import add_pooled_output
@@ -50,6 +50,8 @@ class EmbeddingCache:
 
     Besides the pooled embedding, the plain view of each image also gets the pooled activation of
     a mid-level layer (``TAPS``), which the unknown score compares with the training images.
+    Images reach the backbone through ``cfg.fit``'s rule; a fit other than the default keys its
+    own files (``plain-resize``, ...), so switching fits never mixes pixels.
     """
 
     def __init__(self, root: Path, cfg: ModelConfig):
@@ -58,6 +60,8 @@ class EmbeddingCache:
         self.dir = root / backbone_key(cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tap = TAPS.get(cfg.backbone)
+        self.rule = Preprocessing(fit=cfg.fit)
+        self._suffix = "" if self.rule == PREPROCESSING else f"-{self.rule.fit}"
         self._interpreter = None
         self._mid = None  # mid-level features of the last image embedded
         self.hits = self.misses = 0
@@ -74,8 +78,9 @@ class EmbeddingCache:
         backbone = self.extractor_path().read_bytes()
         return add_pooled_output(backbone, self.tap) if self.tap else backbone
 
-    def _embed(self, image: np.ndarray) -> np.ndarray:
-        """Pooled embedding of one image; its mid-level features are left in ``self._mid``."""
+    def embed(self, image: np.ndarray) -> np.ndarray:
+        """Pooled embedding of one input-size uint8 RGB image; its mid-level features are left in
+        ``self._mid``. Not cached: for pixels made elsewhere (benchmarks)."""
         if self._interpreter is None:
             self._interpreter = make_interpreter(model_content=self.features_model())
             self._in = self._interpreter.get_input_details()[0]["index"]
@@ -105,7 +110,8 @@ class EmbeddingCache:
         Per-image files are the cache; the whole array is also kept as one "pack" keyed by the
         exact list of images, so a re-run of the same split loads one file, not thousands.
         """
-        kinds = ["plain"] + ([f"aug-{augment.settings_key(augment_cfg, seed)}"] if views else [])
+        kinds = [f"plain{self._suffix}"] + ([f"aug-{augment.settings_key(augment_cfg, seed, self.rule)}"]
+                                            if views else [])
         pack = self._pack_file(samples, kinds, views)
         packed = self._load(pack, len(samples), ndim=3)
         if packed is not None:
@@ -114,7 +120,7 @@ class EmbeddingCache:
         results: dict[int, list[np.ndarray]] = {}
         todo = []
         for i, s in enumerate(samples):
-            parts = [self._load(self._file(s.digest, k), 1 if k == "plain" else views) for k in kinds]
+            parts = [self._load(self._file(s.digest, k), 1 if k == kinds[0] else views) for k in kinds]
             if all(p is not None for p in parts):
                 results[i] = parts
                 self.hits += 1
@@ -135,15 +141,17 @@ class EmbeddingCache:
         """(len(samples), M) mid-level features of the plain images; None if the backbone has no tap."""
         if not self.tap:
             return None
-        pack = self._pack_file(samples, ["mid"], 0)
+        mid = f"mid{self._suffix}"
+        pack = self._pack_file(samples, [mid], 0)
         packed = self._load(pack, len(samples))
         if packed is not None:
             return packed
-        rows = [self._load(self._file(s.digest, "mid"), 1) for s in samples]
+        rows = [self._load(self._file(s.digest, mid), 1) for s in samples]
         todo = [i for i, row in enumerate(rows) if row is None]
         if todo:  # cached before mid-level features were kept: embed the plain view again
-            self._compute([samples[i] for i in todo], todo, ["plain"], 0, None, 0, {}, desc if progress else None)
-            rows = [self._load(self._file(s.digest, "mid"), 1) for s in samples]
+            self._compute([samples[i] for i in todo], todo, [f"plain{self._suffix}"], 0, None, 0, {},
+                          desc if progress else None)
+            rows = [self._load(self._file(s.digest, mid), 1) for s in samples]
         array = np.concatenate(rows) if samples else np.zeros((0, 0), np.float32)
         if samples:
             self._save(pack, array)
@@ -159,9 +167,10 @@ class EmbeddingCache:
 
         def prepare(s: Sample) -> list[np.ndarray]:
             rgb = load_rgb(s.path)
-            batch = [fit_to_input(rgb, (size, size))]
+            batch = [self.rule.apply(rgb, (size, size))]
             for v in range(views):
-                batch.append(augment.augmented_view(rgb, size, augment_cfg, augment.view_rng(seed, s.digest, v)))
+                batch.append(augment.augmented_view(rgb, size, augment_cfg, augment.view_rng(seed, s.digest, v),
+                                                    self.rule))
             return batch
 
         bar = progress_bar(len(samples) * (1 + views), desc or "", enabled=desc is not None)
@@ -169,9 +178,9 @@ class EmbeddingCache:
             for s, i, images in zip(samples, indices, _prefetch(pool, prepare, samples)):
                 vectors = []
                 for image in images:
-                    vectors.append(self._embed(image))
+                    vectors.append(self.embed(image))
                     if len(vectors) == 1 and self.tap:
-                        self._save(self._file(s.digest, "mid"), self._mid[None])
+                        self._save(self._file(s.digest, f"mid{self._suffix}"), self._mid[None])
                     bar.update(1)
                 plain = np.stack(vectors[:1])
                 self._save(self._file(s.digest, kinds[0]), plain)

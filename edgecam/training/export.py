@@ -15,7 +15,7 @@ import numpy as np
 
 from edgecam import files
 from edgecam.modelfile.metadata import ModelInfo, embed_metadata
-from edgecam.modelfile.preprocess import PREPROCESSING
+from edgecam.modelfile.preprocess import PREPROCESSING, Preprocessing
 from edgecam.training.graph import Graph
 from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 
@@ -103,7 +103,7 @@ def model_info(name: str, labels: tuple[str, ...], extra: dict) -> ModelInfo:
         name=name,
         description=(
             f"Image classifier ({', '.join(labels)}) fine-tuned with edgecam {__version__}. "
-            f"Input: {PREPROCESSING.summary()}."
+            f"Input: {_rule(extra).summary()}."
         ),
         version=__version__,
         author="edgecam",
@@ -115,3 +115,9 @@ def model_info(name: str, labels: tuple[str, ...], extra: dict) -> ModelInfo:
         input_max=255.0,
         extra=extra,
     )
+
+
+def _rule(extra: dict) -> Preprocessing:
+    """The preprocessing ``extra`` states (edgecam's default when it states none)."""
+    stated = extra.get("preprocessing")
+    return Preprocessing.from_description(stated) if stated else PREPROCESSING

@@ -17,9 +17,10 @@ from edgecam import files
 from edgecam.config import loader
 from edgecam.config.finetune import FinetuneConfig
 from edgecam.data.dataset import Dataset, Sample, scan_dataset
+from edgecam.data.extra_tests import ExtraTest, scan_extra_tests
 from edgecam.errors import ExportError
 from edgecam.evaluation.evaluate import evaluate_samples
-from edgecam.modelfile.preprocess import PREPROCESSING, fit_to_input
+from edgecam.modelfile.preprocess import Preprocessing
 from edgecam.training.backbone import FLOAT_STEM
 from edgecam.training.embeddings import EmbeddingCache
 from edgecam.training.open_set import fit_rule, int8_features_model, unknown_section
@@ -63,9 +64,13 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     cache_root = Path(cfg.cache) if cfg.cache else files.cache_dir()
     with timer("scan"):  # first, so data errors come before TensorFlow's slow import
         dataset = scan_dataset(cfg.data, progress=progress, index_path=cache_root / "scan-index.json")
+        extra_tests = scan_extra_tests(cfg.data, dataset.labels, progress, cache_root / "scan-index.json")
     log(dataset.summary_line())
     for notice in dataset.notices:
         log(f"note: {notice}")
+    for extra in extra_tests:
+        log(f"extra test {extra.name}: {len(extra.dataset.samples)} images in {extra.root}"
+            + (f", {len(extra.dataset.skipped)} skipped" if extra.dataset.skipped else ""))
 
     from edgecam.training.report import write_report
 
@@ -76,24 +81,23 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     with timer("embed"):
         embedded = _embed(cache, dataset, cfg, progress)
     log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
-    model, head, stages, keras_acc = _train(dataset, embedded, cfg, timer)
+    model, head, stages, keras_acc, features = _train(dataset, embedded, cfg, timer, cache, progress)
     with timer("unknown"):
-        rule = fit_rule(cache, dataset, embedded, head, cfg, progress)
+        rule = fit_rule(features, dataset, embedded, head, cfg, progress)
     with timer("save_keras"):
         _save_keras(model, run_dir / "model.keras")
     with timer("export"):
-        # The float model is the cached backbone .tflite plus the head (and the unknown score),
-        # unless fine-tuning changed the backbone: then it goes through the converter like the
-        # other formats.
-        float_tflite = None if cfg.train.fine_tune_layers else append_head(
-            cache.features_model(), *head.get_layer("probability").get_weights(), rule=rule)
+        # The float model is the backbone .tflite plus the head (and the unknown score): the cached
+        # one, or the fine-tuned one converted once (train.fine_tune_blocks).
+        float_tflite = append_head(features.features_model(), *head.get_layer("probability").get_weights(), rule=rule)
         model_path, exported = _export(model, dataset, cfg, run_dir, keras_acc, float_tflite, rule)
     with timer("evaluate"):
-        evaluations, unknown_report = _check(model_path, dataset, cache, rule is not None, progress)
+        evaluations, unknown_report = _check(model_path, dataset, cache, rule is not None, progress, extra_tests)
     result_note = _quality_gate(cfg, keras_acc, evaluations)
     if result_note:  # the metrics below are the rejected int8 model's; model.tflite is float32 now
         exported.update(rejected=result_note, quantization="float32", bytes=exported["float32_bytes"])
     files.write_text(run_dir / "labels.txt", "".join(f"{label}\n" for label in dataset.labels))
+    result_note = _imx500(model, dataset, cfg, run_dir, exported, timer, progress) or result_note
 
     timer.stages["total"] = round(time.perf_counter() - started, 3)  # all but the report itself
     report = write_report(
@@ -106,13 +110,32 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     return FinetuneResult(run_dir, model_path, report, timer.stages)
 
 
-def _check(model_path: Path, dataset: Dataset, cache: EmbeddingCache, scored: bool, progress: bool):
-    """The exported model on val and test through the edge runtime; the unknown section if ``scored``."""
+def _imx500(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, exported: dict, timer: _Timer,
+            progress: bool) -> str | None:
+    """export.target imx500: packerOut.zip beside model.tflite, which stays as it is; why it failed, if it did."""
+    if cfg.export.target != "imx500":
+        return None
+    from edgecam.training.imx500.export import export_imx500
+
+    with timer("imx500"):
+        exported["imx500"] = export_imx500(model, dataset, cfg, run_dir, progress)
+    return exported["imx500"].get("failed")
+
+
+def _check(model_path: Path, dataset: Dataset, cache: EmbeddingCache, scored: bool, progress: bool,
+           extra_tests: tuple[ExtraTest, ...] = ()):
+    """The exported model on val, test and each extra test through the edge runtime; the unknown
+    section (from val and test only) if ``scored``. An extra test's result also has ``extra_test``."""
     evaluations = {name: evaluate_samples(model_path, samples, dataset.labels, desc=f"checking {name}",
                                           progress=progress, cache_dir=cache.root / "checks", unknown_scores=scored)
                    for name, samples in (("val", dataset.split("val")), ("test", dataset.split("test")))
                    if samples}
     report = unknown_section(model_path, evaluations, dataset, model_path.parent, progress) if scored else None
+    for extra in extra_tests:  # labels by name: evaluate_samples maps them onto the model's
+        evaluations[extra.name] = evaluate_samples(model_path, extra.dataset.samples, extra.dataset.labels,
+                                                   desc=f"checking {extra.name}", progress=progress,
+                                                   cache_dir=cache.root / "checks")
+        evaluations[extra.name]["extra_test"] = extra.describe()
     return evaluations, report
 
 
@@ -127,10 +150,13 @@ def _embed(cache: EmbeddingCache, dataset: Dataset, cfg: FinetuneConfig, progres
     return out
 
 
-def _train(dataset: Dataset, embedded: dict[str, np.ndarray], cfg: FinetuneConfig, timer: _Timer):
-    """Head on the cached embeddings, then (optionally) the top backbone layers on the images.
+def _train(dataset: Dataset, embedded: dict[str, np.ndarray], cfg: FinetuneConfig, timer: _Timer,
+           cache: EmbeddingCache, progress: bool = True):
+    """Head on the cached embeddings, then (optionally) the top backbone blocks on cached activations.
 
-    Returns (the full Keras model, the head, training histories per stage, Keras accuracy per split).
+    Returns (the full Keras model, the head, training histories per stage, Keras accuracy per split,
+    the backbone features the unknown score and the float model are built on: ``cache`` or the tuned
+    backbone's). Fine-tuning replaces ``embedded`` with the tuned backbone's embeddings.
     """
     from edgecam.training.backbone import build_backbone
     from edgecam.training.head import assemble, train_head
@@ -148,12 +174,17 @@ def _train(dataset: Dataset, embedded: dict[str, np.ndarray], cfg: FinetuneConfi
     with timer("build_model"):
         backbone = build_backbone(cfg.model)
         model = assemble(backbone, head)
-    if cfg.train.fine_tune_layers:
-        from edgecam.training.tune import fine_tune_backbone
+    features = cache
+    if cfg.train.fine_tune_blocks:
+        from edgecam.training.tune import fine_tune_blocks
 
         with timer("fine_tune"):
-            stages["fine_tune"], keras_acc = fine_tune_backbone(model, backbone, dataset, cfg)
-    return model, head, stages, keras_acc
+            tuned = fine_tune_blocks(backbone, head, dataset, cache, cfg, progress)
+        stages["fine_tune"] = tuned.history
+        if not tuned.reverted:
+            keras_acc, features = tuned.accuracy, tuned.features
+            embedded.update(tuned.embedded)
+    return model, head, stages, keras_acc, features
 
 
 def _save_keras(model, path: Path) -> None:
@@ -183,8 +214,8 @@ def _calibration_images(dataset: Dataset, cfg: FinetuneConfig) -> np.ndarray:
     train = dataset.split("train")
     rng = np.random.default_rng(cfg.train.seed)
     picks = rng.choice(len(train), size=min(cfg.export.calibration_images, len(train)), replace=False)
-    size = (cfg.model.input_size, cfg.model.input_size)
-    return np.stack([fit_to_input(load_rgb(train[i].path), size) for i in sorted(picks)])
+    size, rule = (cfg.model.input_size, cfg.model.input_size), Preprocessing(fit=cfg.model.fit)
+    return np.stack([rule.apply(load_rgb(train[i].path), size) for i in sorted(picks)])
 
 
 def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict,
@@ -199,7 +230,7 @@ def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_a
         "alpha": cfg.model.alpha,
         "input_size": cfg.model.input_size,
         "quantization": q,
-        "preprocessing": PREPROCESSING.describe((cfg.model.input_size, cfg.model.input_size)),
+        "preprocessing": Preprocessing(fit=cfg.model.fit).describe((cfg.model.input_size, cfg.model.input_size)),
         "keras_accuracy": keras_acc,
         "dataset_fingerprint": dataset.fingerprint(),
     }

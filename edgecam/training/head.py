@@ -42,10 +42,11 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def build_head(embedding_dim: int, num_classes: int, dropout: float) -> keras.Model:
+def build_head(embedding_dim: int, num_classes: int, dropout: float, l2: float = 0.0) -> keras.Model:
     inputs = keras.Input((embedding_dim,), name="embedding")
     x = keras.layers.Dropout(dropout, name="head_dropout")(inputs)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probability")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probability",
+                                 kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
     return keras.Model(inputs, outputs, name="head")
 
 
@@ -58,20 +59,24 @@ def train_head(
     dropout: float,
     cfg: TrainConfig,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Fit the head with early stopping on validation loss (best weights restored)."""
+    """Fit the head with early stopping on validation loss (best weights restored).
+
+    Targets are one-hot so that label smoothing can soften them (it keeps the head from
+    betting everything on the training photos' look, which a camera does not share).
+    """
     keras.utils.set_random_seed(cfg.seed)
-    head = build_head(x_train.shape[1], num_classes, dropout)
+    head = build_head(x_train.shape[1], num_classes, dropout, cfg.l2)
     head.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         metrics=["accuracy"],
         steps_per_execution=32,  # tiny steps: Python overhead, not maths, would dominate
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     history = head.fit(
         x_train,
-        y_train,
-        validation_data=(x_val, y_val),
+        np.eye(num_classes, dtype=np.float32)[y_train],
+        validation_data=(x_val, np.eye(num_classes, dtype=np.float32)[y_val]),
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         shuffle=True,

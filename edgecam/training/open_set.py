@@ -25,10 +25,6 @@ def fit_rule(cache: EmbeddingCache, dataset: Dataset, embedded: dict, head, cfg:
     ucfg = cfg.export.unknown
     if not ucfg.enabled:
         return None
-    if cfg.train.fine_tune_layers:
-        log("note: no unknown score for fine-tuned backbones yet (train.fine_tune_layers > 0); "
-            "--threshold still works")
-        return None
     train, val = dataset.split("train"), dataset.split("val")
     if len(val) < MIN_VAL:
         log(f"note: no unknown score: {len(val)} validation images are too few to calibrate it")
@@ -54,11 +50,12 @@ def int8_features_model(model, cfg_model):
     (probabilities, pooled embedding[, mid-level features]) for the converter."""
     import keras
 
-    from edgecam.training.backbone import build_backbone
+    from edgecam.training.backbone import build_backbone, copy_weights
     from edgecam.training.unknown import TAPS
 
     tap = TAPS.get(cfg_model.backbone)
     features = build_backbone(cfg_model, tap)
+    copy_weights(model.get_layer(features.name), features)  # the classifier's backbone, fine-tuned or not
     head = model.get_layer("head")
     inputs = keras.Input(model.input_shape[1:], name="image")
     outputs = features(inputs)

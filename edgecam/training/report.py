@@ -14,6 +14,7 @@ from edgecam.config.finetune import FinetuneConfig
 from edgecam.data.dataset import Dataset
 from edgecam.data.provenance import field_accuracy, field_counts
 from edgecam.evaluation.evaluate import predictions_csv
+from edgecam.training.imx500 import report_lines as imx500_report_lines
 from edgecam.plots import confusion_matrix_png, training_curves_png
 
 PACKAGES = ("edgecam", "tensorflow", "keras", "ai-edge-litert", "numpy", "opencv-python", "pillow")
@@ -32,6 +33,7 @@ def package_versions() -> dict[str, str]:
 def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: dict, keras_acc: dict,
                  evaluations: dict, exported: dict, timings: dict, cache_stats: dict, unknown: dict | None = None) -> dict:
     labels = list(dataset.labels)
+    splits = {name: ev for name, ev in evaluations.items() if "extra_test" not in ev}  # val, test
     field = field_counts(labels, dataset.samples)  # frames kept by edgecam run --keep, filed by edgecam review
     report = {
         "name": cfg.name,
@@ -53,12 +55,13 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
             "conflicts": [{"paths": [str(p) for p in c.paths], "labels": list(c.labels)} for c in dataset.conflicts],
             "ignored_folders": [str(p) for p in dataset.ignored_folders],
             "notices": list(dataset.notices),
+            "extra_tests": {name: ev["extra_test"] for name, ev in evaluations.items() if "extra_test" in ev},
         },
         "training": {"history": stages, "epochs_run": {k: len(v.get("loss", [])) for k, v in stages.items()}},
         "metrics": {
             "keras": keras_acc,
             "tflite": {name: ev["metrics"] for name, ev in evaluations.items()},
-            "field": field_accuracy({name: ev["predictions"] for name, ev in evaluations.items()}) if field else {},
+            "field": field_accuracy({name: ev["predictions"] for name, ev in splits.items()}) if field else {},
         },
         "export": exported,
         "unknown": unknown,
@@ -66,18 +69,26 @@ def write_report(run_dir: Path, cfg: FinetuneConfig, dataset: Dataset, stages: d
         "timings_s": timings,
         "versions": package_versions(),
     }
+    _write_tables_and_plots(run_dir, labels, evaluations, stages)
+    files.write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    files.write_text(run_dir / "report.md", markdown(report, evaluations))
+    return report
+
+
+def _write_tables_and_plots(run_dir: Path, labels: list[str], evaluations: dict, stages: dict) -> None:
+    """misclassified_<split>.csv, the confusion matrices (the main split's, and one per extra test), the curves."""
     for name, ev in evaluations.items():
         scored = any("unknown_score" in r for r in ev["predictions"])
         files.write_text(run_dir / f"misclassified_{name}.csv", predictions_csv(ev["misclassified"], scored))
     main = "test" if "test" in evaluations else "val"
-    if main in evaluations:
-        m = evaluations[main]["metrics"]
-        confusion_matrix_png(m["confusion_matrix"], labels, run_dir / "confusion_matrix.png",
-                             f"model.tflite on {main} split: accuracy {m['accuracy']:.1%} ({m['images']} images)")
+    plots = {"confusion_matrix.png": (f"{main} split", evaluations.get(main))}
+    plots.update({f"confusion_matrix_{name}.png": (name, ev) for name, ev in evaluations.items() if "extra_test" in ev})
+    for file_name, (what, ev) in plots.items():
+        if ev is not None:
+            m = ev["metrics"]
+            confusion_matrix_png(m["confusion_matrix"], labels, run_dir / file_name,
+                                 f"model.tflite on {what}: accuracy {m['accuracy']:.1%} ({m['images']} images)")
     training_curves_png(stages, run_dir / "training_curves.png")
-    files.write_text(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    files.write_text(run_dir / "report.md", markdown(report, evaluations))
-    return report
 
 
 def _pct(x: float) -> str:
@@ -99,6 +110,26 @@ def _unknown_lines(u: dict | None) -> list[str]:
     lines += ["", f"Known-label accuracy ({u['known_split']}): {_pct(u['accuracy'])} on every image, "
               f"{_pct(u['accuracy_kept'])} on the images kept.", "", "![unknown](unknown.png)", ""]
     return lines
+
+
+def _extra_test_lines(report: dict) -> list[str]:
+    """The "Extra tests" section: each data.extra_tests folder, its accuracy and confusion matrix."""
+    extra = report["data"]["extra_tests"]
+    if not extra:
+        return []
+    tflite = report["metrics"]["tflite"]
+    lines = ["## Extra tests", "", "The exported model on the labelled folders of `data.extra_tests`.", "",
+             "| test | images | accuracy | folder |", "|---|---|---|---|"]
+    lines += [f"| {name} | {tflite[name]['images']} | {_pct(tflite[name]['accuracy'])} | `{e['path']}` |"
+              for name, e in extra.items()]
+    for name, e in extra.items():
+        recall = ", ".join(f"{label} {_pct(row['recall'])}" for label, row in tflite[name]["per_label"].items()
+                           if row["support"])
+        lines += ["", f"**{name}** — recall per label: {recall}"
+                  + (f"; {len(e['skipped'])} files skipped" if e["skipped"] else "") + ".", ""]
+        lines += [f"- note: {n}" for n in e["notices"]]
+        lines += [f"![confusion matrix, {name}](confusion_matrix_{name}.png)"]
+    return lines + [""]
 
 
 def _field_lines(report: dict) -> list[str]:
@@ -128,7 +159,8 @@ def markdown(report: dict, evaluations: dict) -> str:
     lines += ["## Accuracy", "", "| split | images | Keras model | exported model.tflite |", "|---|---|---|---|"]
     for split, m in metrics["tflite"].items():
         keras = metrics["keras"].get(split)
-        lines.append(f"| {split} | {m['images']} | {_pct(keras) if keras is not None else '—'} | {_pct(m['accuracy'])} |")
+        shown = f"{split} (extra test)" if split in data["extra_tests"] else split
+        lines.append(f"| {shown} | {m['images']} | {_pct(keras) if keras is not None else '—'} | {_pct(m['accuracy'])} |")
     exp = report["export"]
     if "rejected" in exp:
         lines += ["", f"**The int8 model was rejected:** {exp['rejected']}. The accuracy above is the int8 model's."]
@@ -140,7 +172,9 @@ def markdown(report: dict, evaluations: dict) -> str:
         for label, row in metrics["tflite"][main]["per_label"].items():
             lines.append(f"| {label} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
         lines += ["", "![confusion matrix](confusion_matrix.png)", "", "![training curves](training_curves.png)", ""]
+    lines += _extra_test_lines(report)
     lines += _unknown_lines(report.get("unknown"))
+    lines += imx500_report_lines(report["export"].get("imx500"))  # export.target: imx500
     lines += _field_lines(report)
     lines += ["## Data", "", f"`{data['root']}` — fingerprint `{data['fingerprint'][:16]}`", "",
               "| label | " + " | ".join(next(iter(data["counts"].values()))) + " |",

@@ -1,82 +1,289 @@
-"""Optional second stage: train the top N backbone layers on the images at a low learning rate.
+"""Optional second stage: fine-tune the backbone's top blocks on cached activations.
 
-Off by default: on small datasets it gains little over the cached-embedding head and costs a
-full backbone pass per image per epoch. BatchNorm layers stay frozen (their statistics
-would drift on small batches).
+The backbone is cut below its top ``train.fine_tune_blocks`` blocks. The part under the cut never
+changes, so its output (the activation the top blocks read) is computed once per image and
+augmented view by LiteRT, like the embeddings, and cached on disk as float16. Each epoch then runs
+only the top blocks and the head: a fraction of a full backbone pass (benchmarks/tune_cost.py).
+BatchNorm layers stay frozen in inference mode (their statistics would drift on small batches).
+
+The tuned backbone replaces the cached one everywhere after training: the unknown score is fitted
+on its embeddings (the top blocks applied to the cached activations) and the exported model is
+converted from it.
 """
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 
-from edgecam.config.finetune import FinetuneConfig
+from edgecam import files
+from edgecam.config.finetune import AugmentConfig, FinetuneConfig
+from edgecam.console import log, progress_bar
 from edgecam.data.dataset import Dataset, Sample
 from edgecam.data.images import load_rgb
-from edgecam.modelfile.preprocess import fit_to_input
+from edgecam.training import augment
+from edgecam.training.embeddings import EmbeddingCache, _prefetch
+from edgecam.training.graph import Graph
+
+BATCH = 256  # activations per inference batch (upper blocks only: small)
+SCHEDULE = "cosine"
 
 
-def _images(samples: list[Sample], size: int) -> tuple[np.ndarray, np.ndarray]:
-    x = np.stack([fit_to_input(load_rgb(s.path), (size, size)) for s in samples]) if samples else np.zeros((0, size, size, 3), np.uint8)
-    return x, np.asarray([s.label for s in samples], np.int64)
+def lower_model(backbone_tflite: bytes, cut: str) -> bytes:
+    """The cached backbone ``.tflite`` cut at layer ``cut``: outputs that layer's activation and
+    runs only the operators it needs."""
+    g = Graph(backbone_tflite)
+    tensor = g.find_activation(cut)
+    needed, kept = {tensor}, []
+    for op in reversed(g.graph.operators):
+        if any(int(o) in needed for o in op.outputs):
+            kept.append(op)
+            needed.update(int(i) for i in op.inputs if int(i) >= 0)
+    g.graph.operators = kept[::-1]
+    g.set_outputs([tensor], [f"{cut}/activation"])
+    return g.to_bytes()
 
 
-def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, train: bool):
-    import tensorflow as tf
+class ActivationCache:
+    """``<embedding cache>/<backbone key>/act-<cut>/``: one float16 ``.npy`` per image and kind
+    (the plain view, or the augmented views of one augmentation setting and seed), like the
+    embeddings beside it."""
 
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    if train:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
-    if train:
-        data = data.map(lambda a, b: (tf.image.random_flip_left_right(a, seed=seed), b))
-    return data.prefetch(2)
+    def __init__(self, cache: EmbeddingCache, cut: str):
+        self.cache, self.cut = cache, cut
+        self.dir = cache.dir / f"act-{cut}"
+        self._interpreter = None
+        self.hits = self.misses = 0
+
+    def _file(self, digest: str, kind: str) -> Path:
+        return self.dir / kind / digest[:2] / f"{digest}.npy"
+
+    def _run(self, image: np.ndarray) -> np.ndarray:
+        if self._interpreter is None:
+            from edgecam.runtime.litert import make_interpreter
+
+            self._interpreter = make_interpreter(model_content=lower_model(self.cache.extractor_path().read_bytes(),
+                                                                           self.cut))
+            self._in = self._interpreter.get_input_details()[0]["index"]
+            self._out = self._interpreter.get_output_details()[0]["index"]
+        self._interpreter.set_tensor(self._in, image[None])
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._out)[0].astype(np.float16)
+
+    def activations(self, samples: Sequence[Sample], views: int = 0, augment_cfg: AugmentConfig | None = None,
+                    seed: int = 0, desc: str = "activations", progress: bool = True) -> np.ndarray:
+        """float16 (len(samples), 1 + views, H, W, C): the plain image, then ``views`` augmented ones
+        (the same pixels as the embedding cache's views)."""
+        rule = self.cache.rule
+        kinds = [f"plain-{rule.key}"] + ([f"aug-{augment.settings_key(augment_cfg, seed, rule)}"] if views else [])
+        rows: dict[int, np.ndarray] = {}
+        todo = []
+        for i, s in enumerate(samples):
+            parts = [_load(self._file(s.digest, k), 1 if k == kinds[0] else views) for k in kinds]
+            if all(p is not None for p in parts):
+                rows[i] = np.concatenate(parts)
+                self.hits += 1
+            else:
+                todo.append(i)
+        if todo:
+            self.misses += len(todo)
+            self._compute(samples, todo, kinds, views, augment_cfg, seed, rows, desc if progress else None)
+        if not samples:
+            return np.zeros((0, 1 + views, 0, 0, 0), np.float16)
+        return np.stack([rows[i] for i in range(len(samples))])
+
+    def _compute(self, samples, todo, kinds, views, augment_cfg, seed, rows, desc):
+        size, rule = self.cache.cfg.input_size, self.cache.rule
+        self.cache.extractor_path()  # convert before the progress bar starts
+
+        def prepare(s: Sample) -> list[np.ndarray]:  # the pixels EmbeddingCache embeds
+            rgb = load_rgb(s.path)
+            return [rule.apply(rgb, (size, size))] + [
+                augment.augmented_view(rgb, size, augment_cfg, augment.view_rng(seed, s.digest, v), rule)
+                for v in range(views)]
+
+        bar = progress_bar(len(todo) * (1 + views), desc or "", enabled=desc is not None)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for i, images in zip(todo, _prefetch(pool, prepare, [samples[i] for i in todo])):
+                out = []
+                for image in images:
+                    out.append(self._run(image))
+                    bar.update(1)
+                rows[i] = np.stack(out)
+                _save(self._file(samples[i].digest, kinds[0]), rows[i][:1])
+                if views:
+                    _save(self._file(samples[i].digest, kinds[1]), rows[i][1:])
+        bar.close()
 
 
-def unfreeze_top(backbone, layers: int) -> int:
-    """Make the last ``layers`` non-BatchNorm layers of the pretrained base trainable."""
+def _load(path: Path, rows: int) -> np.ndarray | None:
+    try:
+        array = np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    return array if array.ndim == 4 and array.shape[0] == rows and array.dtype == np.float16 else None
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with files.atomic_path(path, durable=False) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+class TunedFeatures:
+    """The fine-tuned backbone, offering what ``open_set.fit_rule`` and the export take from the
+    embedding cache (``tap``, ``embeddings``, ``mid_features``, ``features_model``)."""
+
+    def __init__(self, cache: EmbeddingCache, activations: ActivationCache, backbone, upper, mid_above_cut: bool):
+        self.cache, self.acts, self.backbone, self.upper = cache, activations, backbone, upper
+        self.tap, self.mid_above_cut = cache.tap, mid_above_cut
+        self._features: bytes | None = None
+
+    def run(self, activations: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pooled embeddings, mid-level features or None) of float16 activations (n, H, W, C)."""
+        out = self.upper.predict(activations.astype(np.float32), batch_size=BATCH, verbose=0)
+        pooled, mid = (out[0], out[1]) if self.mid_above_cut else (out, None)
+        return np.asarray(pooled, np.float32), None if mid is None else np.asarray(mid, np.float32)
+
+    def embeddings(self, samples: Sequence[Sample], views: int = 0, augment_cfg: AugmentConfig | None = None,
+                   seed: int = 0, desc: str = "activations", progress: bool = True) -> np.ndarray:
+        """(len(samples), 1 + views, D), as ``EmbeddingCache.embeddings``."""
+        acts = self.acts.activations(samples, views, augment_cfg, seed, desc, progress)
+        if not len(samples):
+            return np.zeros((0, 1 + views, 0), np.float32)
+        pooled, _ = self.run(acts.reshape(-1, *acts.shape[2:]))
+        return pooled.reshape(len(samples), 1 + views, -1)
+
+    def mid_features(self, samples: Sequence[Sample], desc: str = "mid-level features",
+                     progress: bool = True) -> np.ndarray | None:
+        """The cache's when the tapped layer is under the cut (unchanged by tuning), else computed."""
+        if not self.tap or not self.mid_above_cut:
+            return self.cache.mid_features(samples, desc, progress)
+        return self.run(self.acts.activations(samples, desc=desc, progress=progress)[:, 0])[1]
+
+    def features_model(self) -> bytes:
+        """The tuned backbone as ``.tflite`` with the pooled mid-level output, as
+        ``EmbeddingCache.features_model`` (one converter run)."""
+        if self._features is None:
+            from edgecam.training.graph import add_pooled_output
+            from edgecam.training.tflite import keras_to_tflite, uint8_input_model
+
+            converted = keras_to_tflite(uint8_input_model(self.backbone))
+            self._features = add_pooled_output(converted, self.tap) if self.tap else converted
+        return self._features
+
+
+@dataclass
+class Tuned:
+    """What fine-tuning gives; ``reverted``: it did not lower the validation loss, so the weights
+    are the head-only model's again (and accuracy, embedded and features are empty)."""
+
+    history: dict  # per metric, per epoch (and "seconds")
+    accuracy: dict  # Keras accuracy per split, after tuning
+    embedded: dict  # the tuned backbone's embeddings, shaped as finetune's (train: n x views x D)
+    features: TunedFeatures | None
+    cut: str
+    reverted: bool
+
+
+def unfreeze_top(upper) -> int:
+    """Make the layers of ``upper`` trainable, BatchNorm excepted; returns how many have weights."""
     import keras
 
-    base = next(layer for layer in backbone.layers if isinstance(layer, keras.Model))
-    base.trainable = True
-    candidates = [layer for layer in base.layers if layer.weights]
-    for layer in base.layers:
-        layer.trainable = False
-    chosen = [layer for layer in candidates[-layers:] if not isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in chosen:
-        layer.trainable = True
-    backbone.trainable = True
-    return len(chosen)
+    chosen = 0
+    for layer in upper.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+        chosen += bool(layer.trainable and layer.weights)
+    return chosen
 
 
-def fine_tune_backbone(model, backbone, dataset: Dataset, cfg: FinetuneConfig) -> tuple[dict, dict]:
-    """Train ``model`` end to end (top layers only); returns (history, Keras accuracy per split)."""
+def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cfg: FinetuneConfig,
+                     progress: bool = True) -> Tuned:
+    """Train the top ``train.fine_tune_blocks`` blocks of ``backbone`` together with ``head`` (both in
+    place) on cached activations; early stopping on validation loss, deterministic with the seed."""
     import keras
 
-    from edgecam.training.head import EpochLine
+    from edgecam.training.backbone import cut_layer, upper_model
+    from edgecam.training.head import EpochLine, class_weights
 
     t = cfg.train
-    size = cfg.model.input_size
-    x_train, y_train = _images(dataset.split("train"), size)
-    x_val, y_val = _images(dataset.split("val"), size)
-    unfreeze_top(backbone, t.fine_tune_layers)
-    model.compile(optimizer=keras.optimizers.Adam(t.fine_tune_learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    cut = cut_layer(cfg.model.backbone, backbone, t.fine_tune_blocks)
+    acts = ActivationCache(cache, cut)
+    train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
+    a_train = acts.activations(train, t.augment.views, t.augment, t.seed, "activations train", progress)
+    a_val = acts.activations(val, desc="activations val", progress=progress)[:, 0]
+    a_test = acts.activations(test, desc="activations test", progress=progress)[:, 0] if test else None
+    log(f"fine-tuning the top {t.fine_tune_blocks} blocks above {cut}: {acts.hits} images' activations from cache, "
+        f"{acts.misses} computed ({a_train[0, 0].nbytes / 1024:.0f} kB each)")
+
+    upper = upper_model(backbone, cut)
+    unfreeze_top(upper)
+    tap = cache.tap
+    mid_above = bool(tap) and any(layer.name == tap for layer in upper.layers)
+    keras.utils.set_random_seed(t.seed)
+    inputs = keras.Input(upper.input_shape[1:], name="activation")
+    model = keras.Model(inputs, head(upper(inputs)), name="tuned_top")
+    x = a_train.reshape(-1, *a_train.shape[2:])
+    rate = t.fine_tune_learning_rate
+    if SCHEDULE == "cosine":  # settles by the last epoch instead of jumping between epochs
+        rate = keras.optimizers.schedules.CosineDecay(rate, t.fine_tune_epochs * -(-len(x) // t.batch_size))
+    model.compile(optimizer=keras.optimizers.Adam(rate),  # the head's loss (head.train_head)
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing), metrics=["accuracy"])
+    y = np.repeat(np.asarray([s.label for s in train], np.int64), a_train.shape[1])
+    y_val = np.asarray([s.label for s in val], np.int64)
+    onehot = np.eye(len(dataset.labels), dtype=np.float32)
+    before, start = model.get_weights(), model.evaluate(a_val, onehot[y_val], batch_size=BATCH, verbose=0)[0]
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
+    clock = _epoch_seconds()
     history = model.fit(
-        _batches(x_train, y_train, t.batch_size, t.seed, train=True),
-        validation_data=_batches(x_val, y_val, t.batch_size, t.seed, train=False),
-        epochs=t.fine_tune_epochs, callbacks=[stop, EpochLine(t.fine_tune_epochs, "fine-tune")], verbose=0,
-        shuffle=False,  # the dataset shuffles itself, with the seed
-    )
-    accuracy = {"val": _accuracy(model, x_val, y_val, t.batch_size)}
-    test = dataset.split("test")
+        x, onehot[y], validation_data=(a_val, onehot[y_val]), epochs=t.fine_tune_epochs, batch_size=t.batch_size,
+        shuffle=True,
+        class_weight=class_weights(y, len(dataset.labels)) if t.class_weight else None,
+        callbacks=[stop, EpochLine(t.fine_tune_epochs, "fine-tune"), clock], verbose=0,
+    ).history
+    history["seconds"] = clock.seconds  # what an epoch costs (benchmarks/tune_cost.py)
+    history = {k: [float(v) for v in vs] for k, vs in history.items()}
+    for layer in upper.layers:  # frozen again, as build_backbone leaves it
+        layer.trainable = False
+    if min(history["val_loss"]) >= start:
+        model.set_weights(before)
+        log(f"note: fine-tuning did not lower the validation loss ({start:.4f}); kept the head-only model")
+        return Tuned(history, {}, {}, None, cut, reverted=True)
+
+    features = TunedFeatures(cache, acts, backbone, upper_model(backbone, cut, tap if mid_above else None), mid_above)
+    embedded = {"train": features.run(x)[0].reshape(len(train), a_train.shape[1], -1),
+                "val": features.run(a_val)[0]}
+    accuracy = {"val": _accuracy(head, embedded["val"], y_val)}
     if test:
-        accuracy["test"] = _accuracy(model, *_images(test, size), t.batch_size)
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}, accuracy
+        embedded["test"] = features.run(a_test)[0]
+        accuracy["test"] = _accuracy(head, embedded["test"], np.asarray([s.label for s in test], np.int64))
+    return Tuned(history, accuracy, embedded, features, cut, reverted=False)
 
 
-def _accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+def _epoch_seconds():
+    """A Keras callback keeping each epoch's wall-clock seconds in ``.seconds``."""
+    import keras
+
+    class EpochSeconds(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(round(time.perf_counter() - self.start, 3))
+
+    return EpochSeconds()
+
+
+def _accuracy(head, embeddings: np.ndarray, y: np.ndarray) -> float:
     if not len(y):
         return 0.0
-    probs = model.predict(_batches(x, y, batch_size, 0, train=False), verbose=0)
-    return float((probs.argmax(axis=1) == y).mean())
+    return float((head.predict(embeddings, batch_size=BATCH, verbose=0).argmax(axis=1) == y).mean())

@@ -1,0 +1,242 @@
+"""Fine-tuning the backbone's top blocks on cached activations (``train.fine_tune_blocks``, issue 12).
+
+The config checks are fast. The rest trains for real: MobileNet v1 0.25 on flowers-mini, the top
+block (above ``conv_pw_12_relu``) for two epochs, sharing one cache per module, so only the first
+run computes the activations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FLOWERS_MINI, V1_WEIGHTS, WEIGHTS, need
+from edgecam.config.finetune import load_finetune_config
+from edgecam.errors import ConfigError
+
+SMALL = ["model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=15", "train.augment.views=1"]
+# A high learning rate, so that two epochs on 21 photos move the weights, and 9 validation photos, so
+# that the validation loss (which decides whether the tuning is kept) is not one photo's.
+TUNE = ["train.fine_tune_blocks=1", "train.fine_tune_epochs=2", "train.fine_tune_learning_rate=0.0003",
+        "data.val_fraction=0.3"]
+
+
+# -- config -----------------------------------------------------------------------------------
+def error_of(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_finetune_config(None, list(overrides))
+    return str(info.value)
+
+
+def test_fine_tune_blocks_is_validated_against_the_backbone():
+    assert load_finetune_config(None, ["train.fine_tune_blocks=3"]).train.fine_tune_blocks == 3
+    assert load_finetune_config(None, ["model.backbone=mobilenet_v1", "model.alpha=0.25",
+                                       "train.fine_tune_blocks=13"]).train.fine_tune_blocks == 13
+    assert error_of("train.fine_tune_blocks=-1") == "command line: train.fine_tune_blocks: must be 0 or more, got -1"
+    assert error_of("train.fine_tune_blocks=17") == \
+        "command line: train.fine_tune_blocks: mobilenet_v2 has 16 blocks, got 17"
+    assert error_of("model.backbone=mobilenet_v1", "model.alpha=0.25", "train.fine_tune_blocks=14") == \
+        "command line: train.fine_tune_blocks: mobilenet_v1 has 13 blocks, got 14"
+    assert error_of("train.fine_tune_epochs=0").endswith("train.fine_tune_epochs: must be at least 1, got 0")
+    assert "train.fine_tune_learning_rate: must be between 0 and 1" in error_of("train.fine_tune_learning_rate=0")
+
+
+def test_the_old_layer_count_key_points_at_the_new_one(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("train:\n  fine_tune_layers: 6\n")
+    assert error_of_file(path) == (f"{path}:2: train.fine_tune_layers: replaced by train.fine_tune_blocks: "
+                                   "the top N blocks, trained on cached activations")
+    assert load_finetune_config(None, ["train.fine_tune_layers=0"]).train.fine_tune_blocks == 0
+
+
+def error_of_file(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_finetune_config(path)
+    return str(info.value)
+
+
+# -- the cut ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_blocks_cut_at_one_tensor_and_the_top_reproduces_the_backbone():
+    """N blocks from the top: MobileNetV2 cuts at block inputs (the mid-level tap of the unknown score
+    stays under the cut up to 3 blocks), v1 at its conv_dw/conv_pw pairs; the top alone, fed the
+    activation at the cut, gives the backbone's embedding exactly."""
+    import keras
+
+    from edgecam.config.finetune import ModelConfig
+    from edgecam.training.backbone import base_model, build_backbone, cut_layer, upper_model
+
+    v2 = build_backbone(ModelConfig(weights="none"))
+    assert [cut_layer("mobilenet_v2", v2, n) for n in (1, 2, 3, 4)] == [
+        "block_15_add", "block_14_add", "block_13_project_BN", "block_12_add"]
+    names = [layer.name for layer in upper_model(v2, "block_13_project_BN").layers]
+    assert "block_13_expand_relu" not in names and names[-3:] == ["Conv_1_bn", "out_relu", names[-1]]
+    assert "block_13_expand_relu" in [layer.name for layer in upper_model(v2, "block_12_add").layers]
+    v1 = build_backbone(ModelConfig(backbone="mobilenet_v1", alpha=0.25, weights="none"))
+    assert [cut_layer("mobilenet_v1", v1, n) for n in (1, 2, 13)] == ["conv_pw_12_relu", "conv_pw_11_relu", "conv1_relu"]
+    with pytest.raises(ConfigError, match="train.fine_tune_blocks: mobilenet_v1 has 13 blocks, got 14"):
+        cut_layer("mobilenet_v1", v1, 14)
+
+    base = base_model(v1)
+    lower = keras.Model(base.input, base.get_layer("conv_pw_11_relu").output)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+    top = upper_model(v1, "conv_pw_11_relu")
+    assert top.input_shape == (None, 14, 14, 128) and top.output_shape == (None, 256)
+    np.testing.assert_allclose(top(lower(x)), base(x), rtol=1e-5, atol=1e-6)
+
+
+# -- training for real ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    need(FLOWERS_MINI)
+    need(V1_WEIGHTS)
+    return tmp_path_factory.mktemp("tune")
+
+
+def config(work: Path, name: str, *extra: str):
+    return load_finetune_config(None, [f"data.path={FLOWERS_MINI}", f"model.weights={WEIGHTS}",
+                                       f"output={work / 'runs'}", f"cache={work / 'cache'}", f"name={name}",
+                                       *SMALL, *extra])
+
+
+def finetune_run(work: Path, name: str, *extra: str):
+    from edgecam.training.finetune import finetune
+
+    return finetune(config(work, name, *extra), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tuned(work):
+    return finetune_run(work, "tuned", *TUNE)
+
+
+@pytest.mark.slow
+def test_top_block_trains_on_cached_activations(work):
+    """Only the layers above the cut change (BatchNorm statistics excepted); the activations are cached
+    as float16 and read back by a second call; the embeddings of the tuned top on the cached
+    activations are the tuned backbone's on the images."""
+    from edgecam.data.dataset import scan_dataset
+    from edgecam.data.images import load_rgb
+    from edgecam.modelfile.preprocess import fit_to_input
+    from edgecam.training import finetune
+    from edgecam.training.backbone import base_model, build_backbone
+    from edgecam.training.embeddings import EmbeddingCache
+    from edgecam.training.tune import ActivationCache, fine_tune_blocks
+
+    cfg = config(work, "direct", *TUNE)
+    dataset = scan_dataset(cfg.data, progress=False)
+    cache = EmbeddingCache(work / "cache", cfg.model)
+    embedded = finetune._embed(cache, dataset, cfg, False)
+    _, head, _, _, features = finetune._train(dataset, embedded, config(work, "direct"), finetune._Timer(), cache,
+                                              False)
+    assert features is cache  # no fine-tuning without fine_tune_blocks
+    backbone = build_backbone(cfg.model)
+    base = base_model(backbone)
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in base.layers if layer.weights}
+
+    result = fine_tune_blocks(backbone, head, dataset, cache, cfg, progress=False)
+    assert result.cut == "conv_pw_12_relu" and not result.reverted
+    assert len(result.history["loss"]) == len(result.history["seconds"]) == 2
+    changed = {name for name, weights in before.items()
+               if any(not np.array_equal(w, now) for w, now in zip(weights, base.get_layer(name).get_weights()))}
+    assert changed == {"conv_dw_13", "conv_pw_13"}  # the block above the cut; its BatchNorm layers stay frozen
+    assert not any(layer.trainable for layer in base.layers)  # frozen again afterwards
+
+    acts = ActivationCache(cache, result.cut)
+    files = sorted(acts.dir.rglob("*.npy"))
+    stored = np.load(files[0])
+    assert stored.dtype == np.float16 and stored.shape[1:] == (7, 7, 256)
+    val = dataset.split("val")
+    again = acts.activations(val, progress=False)
+    assert acts.misses == 0 and acts.hits == len(val) and again.shape == (len(val), 1, 7, 7, 256)
+
+    images = np.stack([fit_to_input(load_rgb(s.path), (224, 224)) for s in val]).astype(np.float32)
+    np.testing.assert_allclose(result.embedded["val"], backbone.predict(images, verbose=0), rtol=0.02, atol=0.02)
+    assert result.features.mid_features(val, progress=False).shape == (len(val), 128)  # conv_pw_11: under the cut
+
+
+@pytest.mark.slow
+def test_fine_tuned_model_exports_with_its_unknown_score(tuned):
+    """The exported float model runs the tuned backbone (LiteRT agrees with the saved Keras model) and
+    keeps the unknown score, calibrated on the tuned backbone's embeddings."""
+    import keras
+
+    from edgecam.data.images import load_rgb
+    from edgecam.data.nothing import nothing_frames
+    from edgecam.modelfile.preprocess import fit_to_input
+    from edgecam.runtime.classifier import Classifier
+
+    report = json.loads((tuned.run_dir / "report.json").read_text())
+    assert set(report["training"]["history"]) == {"head", "fine_tune"}
+    assert len(report["training"]["history"]["fine_tune"]["seconds"]) == 2
+    classifier = Classifier(tuned.model_path)
+    train = sum(counts["train"] for counts in report["data"]["counts"].values())
+    assert classifier.unknown_threshold is not None and classifier.info.extra["unknown"]["examples"] == train
+    assert report["unknown"]["val_kept"] == 1.0  # 9 validation images: the threshold keeps them all
+
+    model = keras.saving.load_model(tuned.run_dir / "model.keras")
+    photos = [load_rgb(p) for label in ("daisy", "roses", "tulips") for p in sorted((FLOWERS_MINI / label).glob("*.jpg"))[:2]]
+    keras_probs = model.predict(np.stack([fit_to_input(p, (224, 224)) for p in photos]).astype(np.float32), verbose=0)
+    for photo, expected in zip(photos, keras_probs):
+        probs, score = classifier.classify_all(photo)
+        np.testing.assert_allclose(probs, expected, atol=2e-3)
+        assert float(np.ravel(score)[0]) < 0.5  # training photos are known
+    assert np.mean([float(np.ravel(classifier.classify_all(f)[1])[0]) > 0.5 for f in nothing_frames(20, 5)]) >= 0.9
+
+
+@pytest.mark.slow
+def test_a_rerun_with_the_same_seed_gives_the_same_model(work, tuned):
+    again = finetune_run(work, "tuned", *TUNE)  # activations from the cache this time
+    first, second = (json.loads((r.run_dir / "report.json").read_text()) for r in (tuned, again))
+    for history in (first, second):
+        history["training"]["history"]["fine_tune"].pop("seconds")
+    assert second["training"] == first["training"]
+    assert second["metrics"] == first["metrics"]
+    # The same model (its bytes differ only in a tensor name Keras numbers per process).
+    from edgecam.data.images import load_rgb
+    from edgecam.runtime.classifier import Classifier
+
+    models = Classifier(tuned.model_path), Classifier(again.model_path)
+    for photo in sorted((FLOWERS_MINI / "roses").glob("*.jpg"))[:3]:
+        (p1, s1), (p2, s2) = (m.classify_all(load_rgb(photo)) for m in models)
+        assert np.array_equal(p1, p2) and np.array_equal(s1, s2)
+
+
+@pytest.mark.slow
+def test_fine_tuned_int8_model_keeps_the_unknown_score(work, tuned):
+    from edgecam.data.images import load_rgb
+    from edgecam.runtime.classifier import Classifier
+
+    result = finetune_run(work, "int8", *TUNE, "export.quantization=int8", "export.max_accuracy_drop=1.0")
+    classifier = Classifier(result.model_path)
+    assert classifier.info.extra["quantization"] == "int8" and classifier.unknown_threshold is not None
+    float_model = Classifier(result.run_dir / "model_float32.tflite")
+    assert float_model.info.extra["unknown"] == Classifier(tuned.model_path).info.extra["unknown"]
+    photos = [load_rgb(p) for p in sorted((FLOWERS_MINI / "daisy").glob("*.jpg"))[:4]]
+    agree = [np.argmax(classifier.classify(p)) == np.argmax(float_model.classify(p)) for p in photos]
+    assert sum(agree) >= 3
+
+
+@pytest.mark.slow
+def test_tuning_that_does_not_lower_the_validation_loss_is_undone(work):
+    """A learning rate far too high wrecks the top block: the head-only weights come back."""
+    from edgecam.data.dataset import scan_dataset
+    from edgecam.training import finetune
+    from edgecam.training.backbone import build_backbone
+    from edgecam.training.embeddings import EmbeddingCache
+    from edgecam.training.tune import fine_tune_blocks
+
+    cfg = config(work, "wrecked", *TUNE, "train.fine_tune_learning_rate=0.9")
+    dataset = scan_dataset(cfg.data, progress=False)
+    cache = EmbeddingCache(work / "cache", cfg.model)
+    embedded = finetune._embed(cache, dataset, cfg, False)
+    _, head, _, _, _ = finetune._train(dataset, embedded, config(work, "wrecked"), finetune._Timer(),
+                                       cache, False)
+    backbone = build_backbone(cfg.model)
+    before = [w.copy() for w in backbone.get_weights() + head.get_weights()]
+    result = fine_tune_blocks(backbone, head, dataset, cache, cfg, progress=False)
+    assert result.reverted and result.features is None and len(result.history["loss"]) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(before, backbone.get_weights() + head.get_weights()))
