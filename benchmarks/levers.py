@@ -284,7 +284,7 @@ SETUPS = [
     Setup("views=8, camera=0.5", views=8, augment=CAMERA),
     Setup("views=4, camera=0.5, tta crop+whole", views=4, augment=CAMERA, tta="crop+whole"),
     # at the cost of today's defaults (one augmented view per training image)
-    Setup("views=1, camera=1.0", augment={"camera": 1.0}),
+    Setup("camera=1.0 (the new defaults)", augment={"camera": 1.0}),
     Setup("head class_weight=false", train={"class_weight": False}),
     Setup("camera=1.0, lr=3e-4", augment={"camera": 1.0}, train={"learning_rate": 3e-4}),
     Setup("camera=1.0, dropout=0.5", augment={"camera": 1.0}, train={"dropout": 0.5}),
@@ -294,7 +294,7 @@ SETUPS = [
     Setup("camera=1.0, views=2", views=2, augment={"camera": 1.0}),
     Setup("fit=resize, views=0", fit="resize", views=0),
     Setup("fit=resize, camera=0.5", fit="resize", augment=CAMERA),
-    Setup("fit=resize, camera=1.0 (the new defaults)", fit="resize", augment={"camera": 1.0}),
+    Setup("fit=resize, camera=1.0", fit="resize", augment={"camera": 1.0}),
     Setup("fit=resize, camera=0.5, lr=3e-4", fit="resize", augment=CAMERA, train={"learning_rate": 3e-4}),
     Setup("fit=resize, camera=0.5, dropout=0.5", fit="resize", augment=CAMERA, train={"dropout": 0.5}),
     Setup("fit=resize, camera=0.5, l2=1e-3", fit="resize", augment=CAMERA, train={"l2": 1e-3}),

@@ -94,7 +94,8 @@ def main() -> None:
     shared = Path(os.environ.get("EDGECAM_SHARED", ROOT.parent / "shared"))
     parser.add_argument("--data", type=Path, default=shared / "datasets" / "flowers")
     parser.add_argument("--weights", type=Path, default=shared / "weights")
-    parser.add_argument("--shift", type=Path, default=Path("/tmp/shift/flowers-test-shift"))
+    parser.add_argument("--shift", type=Path, help="Camera-shift copy of flowers/test [default: <cache>/flowers-test-shift, "
+                        "made with seed 0 like `edgecam datasets shift` if absent].")
     parser.add_argument("--cache", type=Path, default=files.cache_dir())
     parser.add_argument("--blocks", default="1,2,3,4")
     parser.add_argument("--lr", default="1e-5,1e-4")
@@ -113,6 +114,12 @@ def main() -> None:
     dataset = scan_dataset(cfg.data, progress=False, index_path=args.cache / "scan-index.json")
     log(dataset.summary_line())
     shift = []
+    if args.shift is None:
+        args.shift = args.cache / "flowers-test-shift"
+        if not (args.shift / "camera_shift.json").is_file():
+            from edgecam.data.shift_set import make_shift_set
+
+            make_shift_set(args.data / "test", args.shift, seed=0)
     if (args.shift / dataset.labels[0]).is_dir():
         shift = scan_dataset(DataConfig(path=args.shift, labels=dataset.labels), progress=False).samples
         log(f"shift set: {len(shift)} images in {args.shift}")

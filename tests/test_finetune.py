@@ -238,18 +238,3 @@ def test_evaluate_cli_runs_without_tensorflow(tmp_path, cache_dir):
                               str(FLOWERS_MINI)], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1
     assert missing.stderr == f"Error: {tmp_path / 'nope.tflite'}: model file not found\n{NO_HEAVY_MODULES}\n"
-
-
-def test_fine_tune_stage_trains_top_backbone_layers(tmp_path, cache_dir):
-    from edgecam.training.backbone import build_backbone
-    from edgecam.training.tune import unfreeze_top
-
-    cfg = config(tmp_path, cache_dir, FLOWERS_MINI, "train.fine_tune_layers=6", "train.fine_tune_epochs=2")
-    backbone = build_backbone(cfg.model)
-    assert not backbone.trainable_weights
-    assert unfreeze_top(backbone, 6) >= 3 and backbone.trainable_weights
-
-    result = run(cfg)
-    history = result.report["training"]["history"]
-    assert set(history) == {"head", "fine_tune"} and len(history["fine_tune"]["loss"]) == 2
-    assert Classifier(result.model_path).labels == ("daisy", "roses", "tulips")

@@ -31,7 +31,6 @@ from edgecam.training.embeddings import EmbeddingCache, _prefetch
 from edgecam.training.graph import Graph
 
 BATCH = 256  # activations per inference batch (upper blocks only: small)
-SCHEDULE = "cosine"
 
 
 def lower_model(backbone_tflite: bytes, cut: str) -> bytes:
@@ -209,7 +208,6 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     import keras
 
     from edgecam.training.backbone import cut_layer, upper_model
-    from edgecam.training.head import EpochLine, class_weights
 
     t = cfg.train
     cut = cut_layer(cfg.model.backbone, backbone, t.fine_tune_blocks)
@@ -229,25 +227,9 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     inputs = keras.Input(upper.input_shape[1:], name="activation")
     model = keras.Model(inputs, head(upper(inputs)), name="tuned_top")
     x = a_train.reshape(-1, *a_train.shape[2:])
-    rate = t.fine_tune_learning_rate
-    if SCHEDULE == "cosine":  # settles by the last epoch instead of jumping between epochs
-        rate = keras.optimizers.schedules.CosineDecay(rate, t.fine_tune_epochs * -(-len(x) // t.batch_size))
-    model.compile(optimizer=keras.optimizers.Adam(rate),  # the head's loss (head.train_head)
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing), metrics=["accuracy"])
     y = np.repeat(np.asarray([s.label for s in train], np.int64), a_train.shape[1])
     y_val = np.asarray([s.label for s in val], np.int64)
-    onehot = np.eye(len(dataset.labels), dtype=np.float32)
-    before, start = model.get_weights(), model.evaluate(a_val, onehot[y_val], batch_size=BATCH, verbose=0)[0]
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
-    clock = _epoch_seconds()
-    history = model.fit(
-        x, onehot[y], validation_data=(a_val, onehot[y_val]), epochs=t.fine_tune_epochs, batch_size=t.batch_size,
-        shuffle=True,
-        class_weight=class_weights(y, len(dataset.labels)) if t.class_weight else None,
-        callbacks=[stop, EpochLine(t.fine_tune_epochs, "fine-tune"), clock], verbose=0,
-    ).history
-    history["seconds"] = clock.seconds  # what an epoch costs (benchmarks/tune_cost.py)
-    history = {k: [float(v) for v in vs] for k, vs in history.items()}
+    history, before, start = _fit_top(model, x, y, a_val, y_val, len(dataset.labels), t)
     for layer in upper.layers:  # frozen again, as build_backbone leaves it
         layer.trainable = False
     if min(history["val_loss"]) >= start:
@@ -263,6 +245,32 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
         embedded["test"] = features.run(a_test)[0]
         accuracy["test"] = _accuracy(head, embedded["test"], np.asarray([s.label for s in test], np.int64))
     return Tuned(history, accuracy, embedded, features, cut, reverted=False)
+
+
+def _fit_top(model, x, y, a_val, y_val, num_classes: int, t) -> tuple[dict, list, float]:
+    """Fit ``model`` (the top blocks + head) on activations ``x``; returns (history, the weights
+    before, the validation loss before), so a run that did not help can be undone."""
+    import keras
+
+    from edgecam.training.head import EpochLine, class_weights
+
+    # The rate decays to 0 over the epochs (cosine): at a constant rate the validation loss jumps from
+    # epoch to epoch and early stopping picks a lucky one (benchmarks/tune_cost.py).
+    rate = keras.optimizers.schedules.CosineDecay(t.fine_tune_learning_rate,
+                                                  t.fine_tune_epochs * -(-len(x) // t.batch_size))
+    model.compile(optimizer=keras.optimizers.Adam(rate),  # the head's loss (head.train_head)
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing), metrics=["accuracy"])
+    onehot = np.eye(num_classes, dtype=np.float32)
+    before, start = model.get_weights(), model.evaluate(a_val, onehot[y_val], batch_size=BATCH, verbose=0)[0]
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
+    clock = _epoch_seconds()
+    history = model.fit(
+        x, onehot[y], validation_data=(a_val, onehot[y_val]), epochs=t.fine_tune_epochs, batch_size=t.batch_size,
+        shuffle=True, class_weight=class_weights(y, num_classes) if t.class_weight else None,
+        callbacks=[stop, EpochLine(t.fine_tune_epochs, "fine-tune"), clock], verbose=0,
+    ).history
+    history["seconds"] = clock.seconds  # what an epoch costs (benchmarks/tune_cost.py)
+    return {k: [float(v) for v in vs] for k, vs in history.items()}, before, start
 
 
 def _epoch_seconds():
