@@ -523,5 +523,7 @@ def test_make_demo_on_a_fresh_clone_without_shared_downloads_trains_and_evaluate
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())["metrics"]
     assert metrics["images"] == sides["test"]
     assert f"accuracy: {metrics['accuracy']:.4f} on {sides['test']} images" in proc.stdout  # evaluate's summary
-    assert "test accuracy:" in proc.stdout and proc.stdout.rstrip().endswith(
-        "results: runs/flowers/last/ (report.md, model.tflite, confusion_matrix.png)")
+    assert "test accuracy:" in proc.stdout and "camera_shift accuracy:" in proc.stdout and proc.stdout.rstrip().endswith(
+        "results: runs/flowers/last/ (report.md, model.tflite, confusion_matrix.png, evaluate_camera_shift/)")
+    shifted = json.loads((run / "evaluate_camera_shift" / "metrics.json").read_text())["metrics"]
+    assert shifted["images"] == sides["test"]  # the camera-shift copy of the downloaded test split, evaluated

@@ -446,13 +446,13 @@ def test_three_runs_on_one_broker_and_one_killed(broker, tmp_path):
                              == [("a", "online", "red"), ("b", "online", "red"), ("c", "online", "red")], timeout=60)[-1]
         assert all(d["model"] == "colors.tflite" and len(d["model_sha256"]) == 64 for d in online["devices"]), online
         runs["b"].kill()  # SIGKILL: no goodbye; its socket closes, so the broker sends its last will at once
-        fleet.until(lambda s: by_name(s)["b"]["status"] == "offline", timeout=1.5 * keepalive + 3)
+        fleet.until(lambda s: by_name(s)["b"]["status"] == "offline", timeout=1.5 * keepalive + 10)
         # A camera gone silent with its connection open (a frozen process, a pulled cable): the broker
         # waits 1.5 keepalives for a packet, then sends its last will.
         runs["c"].send_signal(signal.SIGSTOP)
         stack.callback(runs["c"].send_signal, signal.SIGCONT)
         frozen = time.monotonic()
-        last = fleet.until(lambda s: by_name(s)["c"]["status"] == "offline", timeout=1.5 * keepalive + 3)[-1]
+        last = fleet.until(lambda s: by_name(s)["c"]["status"] == "offline", timeout=1.5 * keepalive + 10)[-1]
         assert keepalive <= time.monotonic() - frozen < 1.5 * keepalive + 3, logs()
         assert by_name(last)["a"]["status"] == "online" and 0 <= by_name(last)["c"]["last_seen_s"] < 1.5 * keepalive + 3
         assert runs["a"].poll() is None, logs()
