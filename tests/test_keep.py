@@ -256,7 +256,7 @@ def test_sigkill_while_saving_leaves_only_whole_pairs(tmp_path):
     base = [np.full((240, 320, 3), c, np.uint8) for c in (RED, GREEN, BLUE, GREY)]
     frames = [np.clip(base[i // 10 % 4] + rng.integers(-40, 40, (240, 320, 3)), 0, 255).astype(np.uint8)
               for i in range(40)]
-    video = rf.write_video(tmp_path / "noisy.mp4", frames * 30, "mp4v")  # 1200 frames: long enough to be killed
+    video = rf.write_video(tmp_path / "noisy.mp4", frames * 100, "mp4v")  # 4000 frames: long enough to be killed
     folder, config = tmp_path / "kept", tmp_path / "busy.yaml"
     # Every frame is a candidate and none a duplicate: the writer is never idle.
     config.write_text("keep:\n  sample: 1.0\n  min_change: 0\n  per_minute: 1000000\n  per_hour: 1000000\n")

@@ -240,7 +240,10 @@ def raw_post(port: int, headers: bytes, body: bytes = b"{}") -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"POST /api/stop HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      + headers + b"\r\n" + body)
-        sock.shutdown(socket.SHUT_WR)  # nothing more: a server waiting for more reads the end at once
+        try:
+            sock.shutdown(socket.SHUT_WR)  # nothing more: a server waiting for more reads the end at once
+        except OSError:  # it answered and closed already (a refused request need not be read to the end)
+            pass
         answer = sock.recv(100)
     return int(answer.split(b" ", 2)[1])
 
