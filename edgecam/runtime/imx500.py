@@ -32,7 +32,7 @@ from edgecam.errors import ModelError
 from edgecam.modelfile.metadata import read_labels_file
 from edgecam.modelfile.preprocess import FITS
 from edgecam.runtime.classifier import PROBABILITY_SLACK, Prediction
-from edgecam.runtime.sources import Source, SourceError
+from edgecam.runtime.sources import Picamera2Source, SourceError
 
 if TYPE_CHECKING:
     from edgecam.runtime.reload import Loaded
@@ -79,16 +79,16 @@ def network_info(path: Path, labels=None) -> NetworkInfo:
     return NetworkInfo(stated, info.get("fit", "center_crop"), size)
 
 
-class IMX500Camera(Source):
+class IMX500Camera(Picamera2Source):
     """The AI Camera with ``network`` loaded onto it: RGB frames, each with the network's outputs."""
 
     live = True
 
     def __init__(self, network: Path, size: tuple[int, int] = (640, 480), fit: str = "center_crop"):
-        self.network, self.size, self.fit = Path(network), size, fit
+        super().__init__(size)  # size, and close(): stopping and closing the Picamera2 camera
+        self.network, self.fit = Path(network), fit
         self.name = f"imx500 {self.network.name}"
         self._imx500 = None  # loaded once: uploading the network takes a while
-        self._camera = None
         self._outputs: OrderedDict[int, tuple[np.ndarray, list[np.ndarray]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -147,18 +147,6 @@ class IMX500Camera(Source):
         if kept is None or kept[0] is not rgb:
             raise ModelError(f"{self.network}: this frame did not come from the AI Camera (no network outputs)")
         return kept[1]
-
-    def close(self) -> None:
-        if self._camera is not None:
-            try:
-                self._camera.stop()
-                self._camera.close()
-            finally:
-                self._camera = None
-
-    @property
-    def fps(self) -> float | None:
-        return None
 
 
 class IMX500Classifier:
