@@ -8,7 +8,7 @@ default finetune settings, one invocation measures:
   blocks computed by LiteRT (seconds for train views, val, test and the shift set: cold the first
   time a cut is seen, from disk after), their size on disk, the seconds of each fine-tune epoch
   (``train.fine_tune_epochs``, early stopping as in finetune), and the Keras accuracy on val, test
-  and the camera-shift set (``--shift``, label folders; skipped when absent);
+  and the camera-shift set (``--shift``, label folders; made from flowers/test if not given);
 - for each N, the old path's epoch: the whole backbone run on the images with the same top blocks
   trained (Keras, timed on ``--old-batches`` batches after one warm-up batch, extrapolated to the
   training split: it trains on one view per image, the new path on 1 + augment.views).
@@ -49,7 +49,9 @@ def folder_bytes(path: Path) -> int:
 
 def accuracy(head, embeddings: np.ndarray, samples) -> float:
     y = np.asarray([s.label for s in samples])
-    return float((head.predict(embeddings, batch_size=256, verbose=0).argmax(axis=1) == y).mean()) if len(y) else float("nan")
+    if not len(y):
+        return float("nan")
+    return float((head.predict(embeddings, batch_size=256, verbose=0).argmax(axis=1) == y).mean())
 
 
 def old_epoch_seconds(cfg, head, dataset, blocks: int, batches: int) -> float:
@@ -94,11 +96,11 @@ def main() -> None:
     shared = Path(os.environ.get("EDGECAM_SHARED", ROOT.parent / "shared"))
     parser.add_argument("--data", type=Path, default=shared / "datasets" / "flowers")
     parser.add_argument("--weights", type=Path, default=shared / "weights")
-    parser.add_argument("--shift", type=Path, help="Camera-shift copy of flowers/test [default: <cache>/flowers-test-shift, "
-                        "made with seed 0 like `edgecam datasets shift` if absent].")
+    parser.add_argument("--shift", type=Path, help="Camera-shift copy of flowers/test [default: "
+                        "<cache>/flowers-test-shift, made with seed 0 like `edgecam datasets shift` if absent].")
     parser.add_argument("--cache", type=Path, default=files.cache_dir())
-    parser.add_argument("--blocks", default="1,2,3,4")
-    parser.add_argument("--lr", default="1e-5,1e-4")
+    parser.add_argument("--blocks", default="1,2,3,4", help="comma-separated")
+    parser.add_argument("--lr", default="1e-4", help="comma-separated")
     parser.add_argument("--old-batches", type=int, default=10, help="0: do not time the old path")
     parser.add_argument("--json", type=Path)
     parser.add_argument("overrides", nargs="*", help="finetune config overrides, key=value")
@@ -194,7 +196,8 @@ def main() -> None:
         print(f"{r['config']:<16}{r['lr']:>8.0e}  {r['cut']:<20}{r['act_s']:>7.1f}{r['act_computed']:>9}"
               f"{r['act_mb']:>8.0f}{r['epoch_s']:>9.1f}{r['epoch_cpu_s']:>7.1f}{r['epochs']:>7}"
               f"{r['old_epoch_s']:>8.1f}{r['old_epoch_cpu_s']:>8.1f}"
-              f"{r['val']:>7.3f}{r['test']:>7.3f}{r['shift']:>7.3f}" + ("  (kept head-only)" if r.get("reverted") else ""))
+              f"{r['val']:>7.3f}{r['test']:>7.3f}{r['shift']:>7.3f}"
+              + ("  (kept head-only)" if r.get("reverted") else ""))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

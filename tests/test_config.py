@@ -53,6 +53,14 @@ def test_values_are_typed_and_paths_absolute(tmp_path):
     assert isinstance(cfg.train.learning_rate, float)
 
 
+def test_weights_words_stay_words_and_a_weights_path_becomes_absolute(tmp_path):
+    """imagenet and none (random weights, for speed tests) are not file names in the working folder."""
+    for word in ("imagenet", "none"):
+        assert load_finetune_config(write(tmp_path, f"model:\n  weights: {word}\n")).model.weights == word
+    weights = load_finetune_config(write(tmp_path, "model:\n  weights: w/mobilenet.h5\n")).model.weights
+    assert weights == str(Path.cwd() / "w" / "mobilenet.h5")
+
+
 def test_unknown_key_names_file_line_and_suggests(tmp_path):
     path = write(tmp_path, "name: x\ntrain:\n  epocs: 3\n")
     assert error_of(path) == f"{path}:3: train.epocs: unknown key (did you mean 'epochs'?)"

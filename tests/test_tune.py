@@ -20,8 +20,8 @@ from edgecam.errors import ConfigError
 SMALL = ["model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=15", "train.augment.views=1"]
 # A high learning rate, so that two epochs on 21 photos move the weights, and 9 validation photos, so
 # that the validation loss (which decides whether the tuning is kept) is not one photo's.
-TUNE = ["train.fine_tune_blocks=1", "train.fine_tune_epochs=2", "train.fine_tune_learning_rate=0.0003",
-        "data.val_fraction=0.3"]
+SPLIT = ["data.val_fraction=0.3"]
+TUNE = ["train.fine_tune_blocks=1", "train.fine_tune_epochs=2", "train.fine_tune_learning_rate=0.0003", *SPLIT]
 
 
 # -- config -----------------------------------------------------------------------------------
@@ -49,7 +49,8 @@ def test_the_old_layer_count_key_points_at_the_new_one(tmp_path):
     path.write_text("train:\n  fine_tune_layers: 6\n")
     assert error_of_file(path) == (f"{path}:2: train.fine_tune_layers: replaced by train.fine_tune_blocks: "
                                    "the top N blocks, trained on cached activations")
-    assert load_finetune_config(None, ["train.fine_tune_layers=0"]).train.fine_tune_blocks == 0
+    # 0 (its old default) is accepted and changes nothing
+    assert load_finetune_config(None, ["train.fine_tune_layers=0"]).train == load_finetune_config(None).train
 
 
 def error_of_file(path: Path) -> str:
@@ -66,8 +67,8 @@ def test_blocks_cut_at_one_tensor_and_the_top_reproduces_the_backbone():
     activation at the cut, gives the backbone's embedding exactly."""
     import keras
 
-    from edgecam.config.finetune import ModelConfig
-    from edgecam.training.backbone import base_model, build_backbone, cut_layer, upper_model
+    from edgecam.config.finetune import BLOCKS, ModelConfig
+    from edgecam.training.backbone import base_model, block_count, build_backbone, cut_layer, upper_model
 
     v2 = build_backbone(ModelConfig(weights="none"))
     assert [cut_layer("mobilenet_v2", v2, n) for n in (1, 2, 3, 4)] == [
@@ -76,9 +77,17 @@ def test_blocks_cut_at_one_tensor_and_the_top_reproduces_the_backbone():
     assert "block_13_expand_relu" not in names and names[-3:] == ["Conv_1_bn", "out_relu", names[-1]]
     assert "block_13_expand_relu" in [layer.name for layer in upper_model(v2, "block_12_add").layers]
     v1 = build_backbone(ModelConfig(backbone="mobilenet_v1", alpha=0.25, weights="none"))
-    assert [cut_layer("mobilenet_v1", v1, n) for n in (1, 2, 13)] == ["conv_pw_12_relu", "conv_pw_11_relu", "conv1_relu"]
+    assert [cut_layer("mobilenet_v1", v1, n) for n in (1, 2, 13)] == [
+        "conv_pw_12_relu", "conv_pw_11_relu", "conv1_relu"]
     with pytest.raises(ConfigError, match="train.fine_tune_blocks: mobilenet_v1 has 13 blocks, got 14"):
         cut_layer("mobilenet_v1", v1, 14)
+
+    # The config checks fine_tune_blocks against a table (no TensorFlow there): it matches the models.
+    assert block_count("mobilenet_v2", v2) == BLOCKS["mobilenet_v2"] and block_count("mobilenet_v1", v1) == 13
+    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        v3 = build_backbone(ModelConfig(backbone=name, weights="none"))
+        assert block_count(name, v3) == BLOCKS[name]
+        assert upper_model(v3, cut_layer(name, v3, 2)).output_shape == v3.output_shape
 
     base = base_model(v1)
     lower = keras.Model(base.input, base.get_layer("conv_pw_11_relu").output)
@@ -130,8 +139,8 @@ def test_top_block_trains_on_cached_activations(work):
     dataset = scan_dataset(cfg.data, progress=False)
     cache = EmbeddingCache(work / "cache", cfg.model)
     embedded = finetune._embed(cache, dataset, cfg, False)
-    _, head, _, _, features = finetune._train(dataset, embedded, config(work, "direct"), finetune._Timer(), cache,
-                                              False)
+    _, head, _, _, features = finetune._train(dataset, embedded, config(work, "direct", *SPLIT), finetune._Timer(),
+                                              cache, False)
     assert features is cache  # no fine-tuning without fine_tune_blocks
     backbone = build_backbone(cfg.model)
     base = base_model(backbone)
@@ -178,7 +187,8 @@ def test_fine_tuned_model_exports_with_its_unknown_score(tuned):
     assert report["unknown"]["val_kept"] == 1.0  # 9 validation images: the threshold keeps them all
 
     model = keras.saving.load_model(tuned.run_dir / "model.keras")
-    photos = [load_rgb(p) for label in ("daisy", "roses", "tulips") for p in sorted((FLOWERS_MINI / label).glob("*.jpg"))[:2]]
+    photos = [load_rgb(p) for label in ("daisy", "roses", "tulips")
+              for p in sorted((FLOWERS_MINI / label).glob("*.jpg"))[:2]]
     keras_probs = model.predict(np.stack([fit_to_input(p, (224, 224)) for p in photos]).astype(np.float32), verbose=0)
     for photo, expected in zip(photos, keras_probs):
         probs, score = classifier.classify_all(photo)
@@ -233,10 +243,87 @@ def test_tuning_that_does_not_lower_the_validation_loss_is_undone(work):
     dataset = scan_dataset(cfg.data, progress=False)
     cache = EmbeddingCache(work / "cache", cfg.model)
     embedded = finetune._embed(cache, dataset, cfg, False)
-    _, head, _, _, _ = finetune._train(dataset, embedded, config(work, "wrecked"), finetune._Timer(),
+    _, head, _, _, _ = finetune._train(dataset, embedded, config(work, "wrecked", *SPLIT), finetune._Timer(),
                                        cache, False)
     backbone = build_backbone(cfg.model)
     before = [w.copy() for w in backbone.get_weights() + head.get_weights()]
     result = fine_tune_blocks(backbone, head, dataset, cache, cfg, progress=False)
     assert result.reverted and result.features is None and len(result.history["loss"]) == 2
     assert all(np.array_equal(a, b) for a, b in zip(before, backbone.get_weights() + head.get_weights()))
+
+
+@pytest.mark.slow
+def test_a_deeper_cut_also_tunes_the_mid_level_layer_of_the_unknown_score(work):
+    """Three v1 blocks reach above conv_pw_11_relu, the unknown score's mid-level tap: its features then
+    come from the tuned top, and they are what the tuned backbone (copied into a tapped one) gives."""
+    from edgecam.data.dataset import scan_dataset
+    from edgecam.data.images import load_rgb
+    from edgecam.modelfile.preprocess import fit_to_input
+    from edgecam.training import finetune
+    from edgecam.training.backbone import build_backbone, copy_weights
+    from edgecam.training.embeddings import EmbeddingCache
+    from edgecam.training.tune import fine_tune_blocks
+
+    # A head trained for 3 epochs only leaves the tuning something to gain (else it could be undone).
+    shallow = [*SPLIT, "train.epochs=3"]
+    cfg = config(work, "deep", *TUNE, *shallow, "train.fine_tune_blocks=3", "train.fine_tune_learning_rate=0.0001")
+    dataset = scan_dataset(cfg.data, progress=False)
+    cache = EmbeddingCache(work / "cache", cfg.model)
+    embedded = finetune._embed(cache, dataset, cfg, False)
+    _, head, _, _, _ = finetune._train(dataset, embedded, config(work, "deep", *shallow), finetune._Timer(), cache,
+                                       False)
+    backbone = build_backbone(cfg.model)
+    result = fine_tune_blocks(backbone, head, dataset, cache, cfg, progress=False)
+    assert result.cut == "conv_pw_10_relu" and not result.reverted and result.features.mid_above_cut
+
+    tapped = build_backbone(cfg.model, cache.tap)
+    copy_weights(backbone, tapped)
+    val = dataset.split("val")
+    images = np.stack([fit_to_input(load_rgb(s.path), (224, 224)) for s in val]).astype(np.float32)
+    pooled, mid = tapped.predict(images, verbose=0)
+    np.testing.assert_allclose(result.embedded["val"], pooled, rtol=0.02, atol=0.02)
+    np.testing.assert_allclose(result.features.mid_features(val, progress=False), mid, rtol=0.02, atol=0.02)
+    assert not np.allclose(mid, cache.mid_features(val, progress=False), atol=1e-3)  # the tap did change
+
+
+@pytest.mark.slow
+def test_a_rerun_with_the_same_inputs_takes_the_kept_outcome(tuned, work):
+    """Fine-tuning is deterministic, so a re-run with the same images, config and seed takes the weights,
+    embeddings and converted backbone the first run kept (tune_memo): the same model file and metrics.
+    Any other setting of the second stage trains again."""
+    again = finetune_run(work, "tuned", *TUNE)
+    assert again.model_path.read_bytes() == tuned.model_path.read_bytes()
+    first, second = (json.loads((r.run_dir / "report.json").read_text()) for r in (tuned, again))
+    assert second["metrics"] == first["metrics"] and second["unknown"] == first["unknown"]
+    assert second["training"]["history"] == first["training"]["history"]
+    kept = [d for d in (work / "cache").glob("*/tuned/*") if (d / "memo.json").is_file()]
+    assert len(kept) == 1 and (kept[0] / "features.tflite").is_file()
+
+    other = finetune_run(work, "tuned_faster", *TUNE, "train.fine_tune_learning_rate=0.0006")
+    assert len([d for d in (work / "cache").glob("*/tuned/*") if (d / "memo.json").is_file()]) == 2
+    third = json.loads((other.run_dir / "report.json").read_text())
+    assert third["training"]["history"]["fine_tune"]["loss"] != first["training"]["history"]["fine_tune"]["loss"]
+
+
+@pytest.mark.slow
+def test_one_backbone_pass_leaves_the_activations_a_second_pass_would_compute(work):
+    """With fine-tuning on, embedding an image also keeps its activation at the cut: exactly what the
+    activation cache computes on its own (the cut-down backbone), for the plain and augmented views."""
+    from edgecam.data.dataset import scan_dataset
+    from edgecam.training.backbone import build_backbone
+    from edgecam.training.embeddings import EmbeddingCache
+    from edgecam.training.tune import ActivationCache, share_embedding_pass
+
+    cfg = config(work, "shared", *TUNE)
+    samples = scan_dataset(cfg.data, progress=False).split("train")[:4]
+    shared = EmbeddingCache(work / "cache-shared", cfg.model)
+    share_embedding_pass(build_backbone(cfg.model), shared, cfg)
+    shared.embeddings(samples, 1, cfg.train.augment, cfg.train.seed, progress=False)
+    kept = ActivationCache(shared, "conv_pw_12_relu")
+    from_pass = kept.activations(samples, 1, cfg.train.augment, cfg.train.seed, progress=False)
+    assert kept.misses == 0 and from_pass.shape == (4, 2, 7, 7, 256)
+
+    alone = ActivationCache(EmbeddingCache(work / "cache-alone", cfg.model), "conv_pw_12_relu")
+    computed = alone.activations(samples, 1, cfg.train.augment, cfg.train.seed, progress=False)
+    assert alone.misses == 4
+    np.testing.assert_array_equal(from_pass, computed)

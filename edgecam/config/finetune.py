@@ -93,8 +93,8 @@ class ModelConfig:
     alpha: float = 1.0
     # Square input size in pixels; the exported model takes uint8 RGB frames of this size.
     input_size: int = 224
-    # "imagenet" (Keras downloads and caches it), a .h5 weights file, or a folder holding
-    # Keras' cached weight files (as in ~/.keras/models/).
+    # "imagenet" (Keras downloads and caches it), a .h5 weights file, a folder holding Keras'
+    # cached weight files (as in ~/.keras/models/), or "none" (random weights: for speed tests).
     weights: str = "imagenet"
     # Dropout before the classifier layer.
     dropout: float = 0.2
@@ -171,11 +171,11 @@ class TrainConfig:
     # L2 penalty on the classifier's weights, and label smoothing of its targets (0 = off).
     l2: float = 0.0
     label_smoothing: float = 0.0
-    # Second stage: also train the backbone's top N blocks (and the head) at a low learning rate,
-    # on the cached activations below them (0 = off; edgecam.training.tune).
-    fine_tune_blocks: int = 0
-    fine_tune_epochs: int = 5
-    fine_tune_learning_rate: float = 1e-5
+    # Second stage: also train the backbone's top N blocks (and the head), on the cached activations
+    # below them (0 = off; edgecam.training.tune). Defaults from benchmarks/tune_cost.py and the map.
+    fine_tune_blocks: int = 3
+    fine_tune_epochs: int = 3
+    fine_tune_learning_rate: float = 1e-4
     # Replaced by fine_tune_blocks; kept so that an old config gets an error saying so.
     fine_tune_layers: int = 0
 
@@ -189,7 +189,8 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:
             return "seed", f"must be 0..{MAX_SEED}, got {self.seed}"
         if self.fine_tune_layers:
-            return "fine_tune_layers", "replaced by train.fine_tune_blocks: the top N blocks, trained on cached activations"
+            return "fine_tune_layers", ("replaced by train.fine_tune_blocks: the top N blocks, trained on cached "
+                                        "activations")
         if self.fine_tune_blocks < 0:
             return "fine_tune_blocks", f"must be 0 or more, got {self.fine_tune_blocks}"
         if not 0.0 <= self.l2 < 1.0:
@@ -285,7 +286,7 @@ def resolve_paths(cfg: FinetuneConfig, base: Path) -> FinetuneConfig:
         return p if p.is_absolute() else (base / p).resolve()
 
     weights = cfg.model.weights
-    if weights != "imagenet" and not Path(weights).expanduser().is_absolute():
+    if weights not in ("imagenet", "none") and not Path(weights).expanduser().is_absolute():
         weights = str((base / Path(weights).expanduser()).resolve())
     cache = cfg.cache
     if cache and not Path(cache).expanduser().is_absolute():

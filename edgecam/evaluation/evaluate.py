@@ -39,15 +39,15 @@ def evaluate_samples(
 
     With ``cache_dir``, outputs are kept per (model file content, image content), so checking a
     byte-identical model again on the same images (a re-run with the same seed) is instant.
-    With ``unknown_scores`` (no cache then), every prediction also gets its ``unknown_score`` and
-    the result says where those came from (``unknown_source``: see ``unknown.outputs``).
+    With ``unknown_scores``, every prediction also gets its ``unknown_score`` and the result says
+    where those came from (``unknown_source``: see ``unknown.outputs``).
     """
     classifier = model if isinstance(model, Classifier) else Classifier(model)
     index = {name: i for i, name in enumerate(classifier.labels)}
     missing = sorted({sample_labels[s.label] for s in samples} - set(index))
     if missing:
         raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
-    cache = _OutputCache(cache_dir, classifier.path) if cache_dir and not unknown_scores else None
+    cache = OutputCache(cache_dir, classifier.path, unknown_scores) if cache_dir else None
     y_true, y_pred, rows, skipped, sources = [], [], [], [], set()
     for s in console.progress(samples, desc, progress and not (cache and cache.covers(samples))):
         try:
@@ -77,18 +77,31 @@ def evaluate_samples(
     return result
 
 
-def _outputs(classifier: Classifier, sample: Sample, cache: _OutputCache | None, unknown_scores: bool
+def _outputs(classifier: Classifier, sample: Sample, cache: OutputCache | None, unknown_scores: bool
              ) -> tuple[np.ndarray, tuple[float, str] | None]:
     """One sample's probabilities (from the cache when it has them), and (unknown score, its source) if asked."""
-    if unknown_scores:
-        probs, score, source = unknown.outputs(classifier, load_rgb(sample.path))
-        return probs, (score, source)
-    probs = cache.get(sample.digest) if cache else None
-    if probs is None:
-        probs = classifier.classify(load_rgb(sample.path))
+    kept = cache.get(sample.digest) if cache else None
+    if kept is None:
+        kept = cache_row(classifier, load_rgb(sample.path), unknown_scores)
         if cache:
-            cache.put(sample.digest, probs)
-    return probs, None
+            cache.put(sample.digest, kept)
+    return split_row(kept, unknown_scores)
+
+
+def cache_row(classifier: Classifier, rgb: np.ndarray, unknown_scores: bool) -> np.ndarray:
+    """What the output cache keeps of one image: the probabilities, then (if asked) the unknown
+    score and 1.0 when that came from the model (0.0: from the top probability)."""
+    if not unknown_scores:
+        return classifier.classify(rgb)
+    probs, score, source = unknown.outputs(classifier, rgb)
+    return np.append(np.asarray(probs, np.float64), [score, float(source == unknown.MODEL)])
+
+
+def split_row(row: np.ndarray, unknown_scores: bool) -> tuple[np.ndarray, tuple[float, str] | None]:
+    """(probabilities, (unknown score, source) or None) of a ``cache_row``."""
+    if not unknown_scores:
+        return row, None
+    return row[:-2].astype(np.float32), (float(row[-2]), unknown.MODEL if row[-1] else unknown.MAX_SOFTMAX)
 
 
 def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file: Path | None = None,
@@ -150,12 +163,13 @@ def _evaluate_unknown(classifier: Classifier, result: dict, listed: dict, progre
     return folder_rows
 
 
-class _OutputCache:
-    """Model outputs keyed by image digest, in one .npz per model content hash."""
+class OutputCache:
+    """Model outputs keyed by image digest, in one .npz per model content hash (and kind of row:
+    ``scored`` rows also hold the unknown score, see ``cache_row``)."""
 
-    def __init__(self, folder: Path, model_path: Path):
+    def __init__(self, folder: Path, model_path: Path, scored: bool = False):
         model_hash = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:24]
-        self.path = folder / f"{model_hash}.npz"
+        self.path = folder / f"{model_hash}{'-scored' if scored else ''}.npz"
         self.outputs: dict[str, np.ndarray] = {}
         self.dirty = False
         try:

@@ -26,7 +26,7 @@ def keras_weights_filename(cfg: ModelConfig) -> str:
 
 def resolve_weights(cfg: ModelConfig) -> str | None:
     """``weights`` as Keras wants it: "imagenet" (download + cache), a file path, or None."""
-    if cfg.weights in ("imagenet", "none", "None"):
+    if cfg.weights in ("imagenet", "none"):
         return None if cfg.weights != "imagenet" else "imagenet"
     path = Path(cfg.weights)
     if path.is_dir():

@@ -25,7 +25,7 @@ from edgecam.runtime.litert import make_interpreter
 from edgecam.modelfile.preprocess import PREPROCESSING, Preprocessing
 from edgecam.training import augment
 from edgecam.training.backbone import build_backbone, resolve_weights
-from edgecam.training.graph import add_pooled_output
+from edgecam.training.graph import add_output, add_pooled_output
 from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 from edgecam.training.unknown import TAPS
 
@@ -64,7 +64,14 @@ class EmbeddingCache:
         self._suffix = "" if self.rule == PREPROCESSING else f"-{self.rule.fit}"
         self._interpreter = None
         self._mid = None  # mid-level features of the last image embedded
+        self._cut, self._store, self._act = None, None, None  # see keep_activations
         self.hits = self.misses = 0
+
+    def keep_activations(self, cut: str, store) -> None:
+        """While computing embeddings, also hand each image's activation at layer ``cut`` (float16,
+        plain view then augmented ones) to ``store(sample, rows, views, augment_cfg, seed)``: one
+        backbone pass then serves fine-tuning too (``edgecam.training.tune``)."""
+        self._cut, self._store, self._interpreter = cut, store, None
 
     def extractor_path(self) -> Path:
         path = self.dir / "backbone.tflite"
@@ -82,15 +89,19 @@ class EmbeddingCache:
         """Pooled embedding of one input-size uint8 RGB image; its mid-level features are left in
         ``self._mid``. Not cached: for pixels made elsewhere (benchmarks)."""
         if self._interpreter is None:
-            self._interpreter = make_interpreter(model_content=self.features_model())
+            model = self.features_model()
+            self._interpreter = make_interpreter(model_content=add_output(model, self._cut) if self._cut else model)
             self._in = self._interpreter.get_input_details()[0]["index"]
             outputs = self._interpreter.get_output_details()
             self._out = outputs[0]["index"]
             self._mid_out = next((o["index"] for o in outputs if o["name"] == f"{self.tap}/mean"), None)
+            self._act_out = next((o["index"] for o in outputs if o["name"] == f"{self._cut}/activation"), None)
         self._interpreter.set_tensor(self._in, image[None])
         self._interpreter.invoke()
         if self._mid_out is not None:
             self._mid = self._interpreter.get_tensor(self._mid_out)[0].astype(np.float32)
+        if self._act_out is not None:
+            self._act = self._interpreter.get_tensor(self._act_out)[0].astype(np.float16)
         return self._interpreter.get_tensor(self._out)[0].astype(np.float32)
 
     def _file(self, digest: str, kind: str) -> Path:
@@ -176,12 +187,15 @@ class EmbeddingCache:
         bar = progress_bar(len(samples) * (1 + views), desc or "", enabled=desc is not None)
         with ThreadPoolExecutor(max_workers=2) as pool:
             for s, i, images in zip(samples, indices, _prefetch(pool, prepare, samples)):
-                vectors = []
+                vectors, acts = [], []
                 for image in images:
                     vectors.append(self.embed(image))
+                    acts.append(self._act)
                     if len(vectors) == 1 and self.tap:
                         self._save(self._file(s.digest, f"mid{self._suffix}"), self._mid[None])
                     bar.update(1)
+                if self._store:
+                    self._store(s, np.stack(acts), views, augment_cfg, seed)
                 plain = np.stack(vectors[:1])
                 self._save(self._file(s.digest, kinds[0]), plain)
                 results[i] = [plain]

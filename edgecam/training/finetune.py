@@ -78,10 +78,18 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     log(f"run folder: {run_dir}")
     files.write_text(run_dir / "config.yaml", _yaml(loader.to_dict(cfg)))
     cache = EmbeddingCache(cache_root, cfg.model)
+    backbone = None
+    if cfg.train.fine_tune_blocks:  # the embedding pass also keeps the activations fine-tuning reads
+        from edgecam.training.backbone import build_backbone
+        from edgecam.training.tune import share_embedding_pass
+
+        with timer("build_model"):
+            backbone = build_backbone(cfg.model)
+        share_embedding_pass(backbone, cache, cfg)
     with timer("embed"):
         embedded = _embed(cache, dataset, cfg, progress)
     log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
-    model, head, stages, keras_acc, features = _train(dataset, embedded, cfg, timer, cache, progress)
+    model, head, stages, keras_acc, features = _train(dataset, embedded, cfg, timer, cache, progress, backbone)
     with timer("unknown"):
         rule = fit_rule(features, dataset, embedded, head, cfg, progress)
     with timer("save_keras"):
@@ -130,7 +138,8 @@ def _check(model_path: Path, dataset: Dataset, cache: EmbeddingCache, scored: bo
                                           progress=progress, cache_dir=cache.root / "checks", unknown_scores=scored)
                    for name, samples in (("val", dataset.split("val")), ("test", dataset.split("test")))
                    if samples}
-    report = unknown_section(model_path, evaluations, dataset, model_path.parent, progress) if scored else None
+    report = (unknown_section(model_path, evaluations, dataset, model_path.parent, progress, cache.root / "checks")
+              if scored else None)
     for extra in extra_tests:  # labels by name: evaluate_samples maps them onto the model's
         evaluations[extra.name] = evaluate_samples(model_path, extra.dataset.samples, extra.dataset.labels,
                                                    desc=f"checking {extra.name}", progress=progress,
@@ -151,8 +160,9 @@ def _embed(cache: EmbeddingCache, dataset: Dataset, cfg: FinetuneConfig, progres
 
 
 def _train(dataset: Dataset, embedded: dict[str, np.ndarray], cfg: FinetuneConfig, timer: _Timer,
-           cache: EmbeddingCache, progress: bool = True):
-    """Head on the cached embeddings, then (optionally) the top backbone blocks on cached activations.
+           cache: EmbeddingCache, progress: bool = True, backbone=None):
+    """Head on the cached embeddings, then (optionally) the top backbone blocks on cached activations
+    (of ``backbone``, built here if not given).
 
     Returns (the full Keras model, the head, training histories per stage, Keras accuracy per split,
     the backbone features the unknown score and the float model are built on: ``cache`` or the tuned
@@ -171,8 +181,8 @@ def _train(dataset: Dataset, embedded: dict[str, np.ndarray], cfg: FinetuneConfi
     keras_acc = {"val": _head_accuracy(head, e_val, y_val)}
     if "test" in embedded:
         keras_acc["test"] = _head_accuracy(head, embedded["test"], _labels_of(dataset.split("test")))
-    with timer("build_model"):
-        backbone = build_backbone(cfg.model)
+    with timer("assemble"):
+        backbone = backbone or build_backbone(cfg.model)
         model = assemble(backbone, head)
     features = cache
     if cfg.train.fine_tune_blocks:

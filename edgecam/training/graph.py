@@ -246,3 +246,10 @@ def add_pooled_output(model: bytes, layer: str) -> bytes:
     pooled = g.reduce("MEAN", g.as_float(tap), (1, 2), f"{layer}/mean", keep=False)
     g.set_outputs(g.outputs + [pooled], [None, f"{layer}/mean"])
     return g.to_bytes()
+
+
+def add_output(model: bytes, layer: str) -> bytes:
+    """The model with one more output: layer ``layer``'s activation, named ``<layer>/activation``."""
+    g = Graph(model)
+    g.set_outputs(g.outputs + [g.find_activation(layer)], [None] * len(g.outputs) + [f"{layer}/activation"])
+    return g.to_bytes()

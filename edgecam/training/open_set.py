@@ -66,14 +66,17 @@ def int8_features_model(model, cfg_model):
 NOTHING_FRAMES, NOTHING_SEED = 200, 7  # generated "nothing here" frames the report tries the model on
 
 
-def unknown_section(model_path, evaluations: dict, dataset: Dataset, run_dir, progress: bool = True) -> dict | None:
+def unknown_section(model_path, evaluations: dict, dataset: Dataset, run_dir, progress: bool = True,
+                    cache_dir=None) -> dict | None:
     """The report's ``unknown`` section, measured on the exported model through the edge runtime:
     known images kept (test, else validation) against generated "nothing here" frames and the
-    held-out background images; draws unknown.png. None when the model has no unknown score."""
+    held-out background images; draws unknown.png. None when the model has no unknown score.
+    ``cache_dir``: the outputs cache of ``evaluate_samples`` (a re-run's byte-identical model is not run again)."""
     from edgecam import console
     from edgecam.data.images import load_rgb
-    from edgecam.data.nothing import nothing_frames
+    from edgecam.data.nothing import nothing_frame
     from edgecam.evaluation import unknown
+    from edgecam.evaluation.evaluate import OutputCache, cache_row, split_row
     from edgecam.runtime.classifier import Classifier
 
     classifier = Classifier(model_path)
@@ -81,18 +84,29 @@ def unknown_section(model_path, evaluations: dict, dataset: Dataset, run_dir, pr
         return None
     split = "test" if "test" in evaluations else "val"
     known_rows = evaluations[split]["predictions"]
+    cache = OutputCache(cache_dir, model_path, scored=True) if cache_dir else None
 
-    def rows(images, desc):
+    def rows(keyed, desc):  # keyed: (cache key, a function giving the image)
         out = []
-        for image in console.progress(images, desc, progress):
-            probs, score, _ = unknown.outputs(classifier, image)
+        for key, image in console.progress(keyed, desc, progress and not (cache and all(cache.get(k) is not None
+                                                                                      for k, _ in keyed))):
+            kept = cache.get(key) if cache else None
+            if kept is None:
+                kept = cache_row(classifier, image(), True)
+                if cache:
+                    cache.put(key, kept)
+            probs, (score, _) = split_row(kept, True)
             out.append({"true": "", "predicted": classifier.labels[int(np.argmax(probs))], "unknown_score": score})
         return out
 
-    groups = {"nothing here (generated)": rows(nothing_frames(NOTHING_FRAMES, NOTHING_SEED), "nothing frames")}
+    nothing = [(f"nothing-{NOTHING_SEED}-{i}", lambda i=i: nothing_frame(i, NOTHING_SEED)) for i in range(NOTHING_FRAMES)]
+    groups = {"nothing here (generated)": rows(nothing, "nothing frames")}
     held_out = [s for s in dataset.background if s.split != "train"]
     if held_out:
-        groups["background (val/test)"] = rows((load_rgb(s.path) for s in held_out), "background")
+        groups["background (val/test)"] = rows([(s.digest, lambda s=s: load_rgb(s.path)) for s in held_out],
+                                               "background")
+    if cache:
+        cache.save()
     report = unknown.unknown_report(known_rows, groups, unknown.MODEL, classifier.unknown_threshold,
                                     evaluations[split]["metrics"]["accuracy"], classifier.info.extra["unknown"]["keep"])
     val = np.array([r["unknown_score"] for r in evaluations["val"]["predictions"]])

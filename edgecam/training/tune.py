@@ -9,6 +9,10 @@ BatchNorm layers stay frozen in inference mode (their statistics would drift on 
 The tuned backbone replaces the cached one everywhere after training: the unknown score is fitted
 on its embeddings (the top blocks applied to the cached activations) and the exported model is
 converted from it.
+
+Two things keep it cheap: a cold run computes the activations during the embedding pass (one
+backbone pass, not two: ``share_embedding_pass``), and a re-run with the same inputs takes the
+outcome the first run kept (``tune_memo``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from edgecam.data.images import load_rgb
 from edgecam.training import augment
 from edgecam.training.embeddings import EmbeddingCache, _prefetch
 from edgecam.training.graph import Graph
+from edgecam.training.tune_memo import TuneMemo, memo_key
 
 BATCH = 256  # activations per inference batch (upper blocks only: small)
 
@@ -62,6 +67,18 @@ class ActivationCache:
     def _file(self, digest: str, kind: str) -> Path:
         return self.dir / kind / digest[:2] / f"{digest}.npy"
 
+    def _kinds(self, views: int, augment_cfg: AugmentConfig | None, seed: int) -> list[str]:
+        rule = self.cache.rule
+        return [f"plain-{rule.key}"] + ([f"aug-{augment.settings_key(augment_cfg, seed, rule)}"] if views else [])
+
+    def store(self, sample: Sample, rows: np.ndarray, views: int, augment_cfg: AugmentConfig | None,
+              seed: int) -> None:
+        """Keep one image's activations computed elsewhere (``EmbeddingCache.keep_activations``)."""
+        kinds = self._kinds(views, augment_cfg, seed)
+        _save(self._file(sample.digest, kinds[0]), rows[:1])
+        if views:
+            _save(self._file(sample.digest, kinds[1]), rows[1:])
+
     def _run(self, image: np.ndarray) -> np.ndarray:
         if self._interpreter is None:
             from edgecam.runtime.litert import make_interpreter
@@ -78,8 +95,7 @@ class ActivationCache:
                     seed: int = 0, desc: str = "activations", progress: bool = True) -> np.ndarray:
         """float16 (len(samples), 1 + views, H, W, C): the plain image, then ``views`` augmented ones
         (the same pixels as the embedding cache's views)."""
-        rule = self.cache.rule
-        kinds = [f"plain-{rule.key}"] + ([f"aug-{augment.settings_key(augment_cfg, seed, rule)}"] if views else [])
+        kinds = self._kinds(views, augment_cfg, seed)
         rows: dict[int, np.ndarray] = {}
         todo = []
         for i, s in enumerate(samples):
@@ -138,16 +154,24 @@ class TunedFeatures:
     """The fine-tuned backbone, offering what ``open_set.fit_rule`` and the export take from the
     embedding cache (``tap``, ``embeddings``, ``mid_features``, ``features_model``)."""
 
-    def __init__(self, cache: EmbeddingCache, activations: ActivationCache, backbone, upper, mid_above_cut: bool):
+    def __init__(self, cache: EmbeddingCache, activations: ActivationCache, backbone, upper, mid_above_cut: bool,
+                 memo: TuneMemo | None = None):
         self.cache, self.acts, self.backbone, self.upper = cache, activations, backbone, upper
         self.tap, self.mid_above_cut = cache.tap, mid_above_cut
-        self._features: bytes | None = None
+        self.memo = memo
+        self._features: bytes | None = memo.features() if memo else None
 
     def run(self, activations: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(pooled embeddings, mid-level features or None) of float16 activations (n, H, W, C)."""
-        out = self.upper.predict(activations.astype(np.float32), batch_size=BATCH, verbose=0)
-        pooled, mid = (out[0], out[1]) if self.mid_above_cut else (out, None)
-        return np.asarray(pooled, np.float32), None if mid is None else np.asarray(mid, np.float32)
+        shapes = self.upper.output_shape if self.mid_above_cut else [self.upper.output_shape]
+        pooled, mid = [np.zeros((0, shapes[0][-1]), np.float32)], [np.zeros((0, shapes[-1][-1]), np.float32)]
+        for start in range(0, len(activations), 16 * BATCH):  # float32 copies of a slice at a time
+            out = self.upper.predict(activations[start:start + 16 * BATCH].astype(np.float32), batch_size=BATCH,
+                                     verbose=0)
+            pooled.append(out[0] if self.mid_above_cut else out)
+            if self.mid_above_cut:
+                mid.append(out[1])
+        return np.concatenate(pooled), np.concatenate(mid) if self.mid_above_cut else None
 
     def embeddings(self, samples: Sequence[Sample], views: int = 0, augment_cfg: AugmentConfig | None = None,
                    seed: int = 0, desc: str = "activations", progress: bool = True) -> np.ndarray:
@@ -174,6 +198,8 @@ class TunedFeatures:
 
             converted = keras_to_tflite(uint8_input_model(self.backbone))
             self._features = add_pooled_output(converted, self.tap) if self.tap else converted
+            if self.memo:
+                self.memo.save_features(self._features)
         return self._features
 
 
@@ -201,10 +227,20 @@ def unfreeze_top(upper) -> int:
     return chosen
 
 
+def share_embedding_pass(backbone, cache: EmbeddingCache, cfg: FinetuneConfig) -> None:
+    """Images embedded from now on also leave their activations at the cut in the activation cache:
+    a cold run then makes one backbone pass instead of two."""
+    from edgecam.training.backbone import cut_layer
+
+    cut = cut_layer(cfg.model.backbone, backbone, cfg.train.fine_tune_blocks)
+    cache.keep_activations(cut, ActivationCache(cache, cut).store)
+
+
 def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cfg: FinetuneConfig,
                      progress: bool = True) -> Tuned:
     """Train the top ``train.fine_tune_blocks`` blocks of ``backbone`` together with ``head`` (both in
-    place) on cached activations; early stopping on validation loss, deterministic with the seed."""
+    place) on cached activations; early stopping on validation loss, deterministic with the seed.
+    A re-run with the same inputs takes the outcome kept by the first (``tune_memo``)."""
     import keras
 
     from edgecam.training.backbone import cut_layer, upper_model
@@ -212,6 +248,27 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     t = cfg.train
     cut = cut_layer(cfg.model.backbone, backbone, t.fine_tune_blocks)
     acts = ActivationCache(cache, cut)
+    upper = upper_model(backbone, cut)
+    tap = cache.tap
+    mid_above = bool(tap) and any(layer.name == tap for layer in upper.layers)
+    memo = TuneMemo(cache.dir / "tuned", memo_key(cfg, cut, head, dataset, cache.rule.key))
+
+    def outcome(history: dict, accuracy: dict, embedded: dict, reverted: bool) -> Tuned:
+        if reverted:
+            return Tuned(history, {}, {}, None, cut, reverted=True)
+        features = TunedFeatures(cache, acts, backbone, upper_model(backbone, cut, tap if mid_above else None),
+                                 mid_above, memo)
+        return Tuned(history, accuracy, embedded, features, cut, reverted=False)
+
+    kept = memo.load()
+    if kept is not None:
+        upper.set_weights(kept["upper"])
+        head.set_weights(kept["head"])
+        log(f"fine-tuning the top {t.fine_tune_blocks} blocks above {cut}: as a previous run with the same inputs "
+            f"(kept in {memo.dir})")
+        meta = kept["meta"]
+        return outcome(meta["history"], meta["accuracy"], kept["embedded"], meta["reverted"])
+
     train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
     a_train = acts.activations(train, t.augment.views, t.augment, t.seed, "activations train", progress)
     a_val = acts.activations(val, desc="activations val", progress=progress)[:, 0]
@@ -219,10 +276,7 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     log(f"fine-tuning the top {t.fine_tune_blocks} blocks above {cut}: {acts.hits} images' activations from cache, "
         f"{acts.misses} computed ({a_train[0, 0].nbytes / 1024:.0f} kB each)")
 
-    upper = upper_model(backbone, cut)
     unfreeze_top(upper)
-    tap = cache.tap
-    mid_above = bool(tap) and any(layer.name == tap for layer in upper.layers)
     keras.utils.set_random_seed(t.seed)
     inputs = keras.Input(upper.input_shape[1:], name="activation")
     model = keras.Model(inputs, head(upper(inputs)), name="tuned_top")
@@ -235,16 +289,20 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     if min(history["val_loss"]) >= start:
         model.set_weights(before)
         log(f"note: fine-tuning did not lower the validation loss ({start:.4f}); kept the head-only model")
-        return Tuned(history, {}, {}, None, cut, reverted=True)
+        memo.save({"history": history, "accuracy": {}, "reverted": True}, upper.get_weights(), head.get_weights(), {})
+        return outcome(history, {}, {}, reverted=True)
 
-    features = TunedFeatures(cache, acts, backbone, upper_model(backbone, cut, tap if mid_above else None), mid_above)
-    embedded = {"train": features.run(x)[0].reshape(len(train), a_train.shape[1], -1),
-                "val": features.run(a_val)[0]}
+    tuned = outcome(history, {}, {}, reverted=False)
+    embedded = {"train": tuned.features.run(x)[0].reshape(len(train), a_train.shape[1], -1),
+                "val": tuned.features.run(a_val)[0]}
     accuracy = {"val": _accuracy(head, embedded["val"], y_val)}
     if test:
-        embedded["test"] = features.run(a_test)[0]
+        embedded["test"] = tuned.features.run(a_test)[0]
         accuracy["test"] = _accuracy(head, embedded["test"], np.asarray([s.label for s in test], np.int64))
-    return Tuned(history, accuracy, embedded, features, cut, reverted=False)
+    memo.save({"history": history, "accuracy": accuracy, "reverted": False}, upper.get_weights(), head.get_weights(),
+              embedded)
+    tuned.accuracy, tuned.embedded = accuracy, embedded
+    return tuned
 
 
 def _fit_top(model, x, y, a_val, y_val, num_classes: int, t) -> tuple[dict, list, float]:
