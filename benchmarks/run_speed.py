@@ -47,8 +47,8 @@ plus ``model.backbone=mobilenet_v1 model.alpha=0.25`` and ``name=flowers_v1_025`
 (no unknown_score output) is said on stderr: delete its run folder to train it again.
 
 The video: FRAMES distinct photos from the flowers test split (cycled past 717), centre-cropped
-to 320x240, written as mp4 (mp4v) into a temporary folder. 1000 frames by default: a fast model
-runs them in about a second.
+to 320x240, written as MJPEG (.avi, what a USB webcam sends) into a temporary folder. 1000 frames
+by default: a fast model runs them in about a second.
 
 Run:   .venv/bin/python benchmarks/run_speed.py [--models default,smallest] [--threads all,spare]
                                              [--rounds 3] [--frames 1000] [--nice -20] [--against DIR]
@@ -326,7 +326,7 @@ def make_video(path: Path, frames: int) -> int:
     photos = sorted((FLOWERS / "test").rglob("*.jpg"))[:frames] or sorted(FLOWERS.rglob("*.jpg"))[:frames]
     if not photos:
         raise SystemExit(f"no photos under {FLOWERS}")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, VIDEO_SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, VIDEO_SIZE)
     written = 0
     for i in range(frames):
         bgr = cv2.imread(str(photos[i % len(photos)]))
@@ -404,7 +404,7 @@ def main() -> None:
 
     models = ensure_models(args)
     with tempfile.TemporaryDirectory(prefix="edgecam-run-speed-") as work:
-        measure_all(args, models, thread_settings(args.threads), Path(work) / "flowers_320x240.mp4")
+        measure_all(args, models, thread_settings(args.threads), Path(work) / "flowers_320x240.avi")
 
 
 def measure_all(args, models: list[tuple[str, Path]], threads: list[tuple[str, int]], video: Path) -> None:

@@ -389,3 +389,60 @@ def test_missing_camera_is_one_line_on_the_real_stderr(model):
     """OpenCV's native probing noise must not reach the user: exactly one line on fd 2."""
     proc = rf.edgecam("run", model.path, "--source", "7", "--headless", block_tensorflow=False, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "Error: camera 7: cannot open\n")
+
+
+# -- the pipeline: capture, inference and decisions in their own threads ------------------------------
+class Cores(Output):
+    """Records, per frame, the cores the decisions' thread (the caller's) may run on."""
+
+    def __init__(self):
+        self.seen: list[set[int]] = []
+
+    def write(self, result, annotated=None) -> None:
+        import os
+
+        self.seen.append(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity") or (__import__("os").cpu_count() or 1) < 2,
+                    reason="needs Linux thread affinity and 2 cores")
+def test_with_a_core_to_spare_the_model_keeps_its_own_and_the_caller_gets_its_cores_back(model, lossless,
+                                                                                         monkeypatch):
+    """--threads below the core count: the inference thread is pinned to the last cores, the capture
+    and decisions threads to the others, and when the loop ends the caller's cores are as before.
+    Every frame still gets its result, in order."""
+    import os
+
+    from edgecam.runtime.inference import split_cores
+
+    before = os.sched_getaffinity(0)
+    model_cores, other_cores = split_cores(1)
+    assert model_cores == {max(before)} and other_cores == before - {max(before)}
+    assert split_cores(0) is None and split_cores(len(before)) is None
+
+    pinned = []
+    original = loop.InferenceThread._infer
+
+    def infer(self, frame):  # runs in the inference thread
+        pinned.append(os.sched_getaffinity(0))
+        return original(self, frame)
+
+    monkeypatch.setattr(loop.InferenceThread, "_infer", infer)
+    cores = Cores()
+    cfg = RunConfig(model=str(model.path), source=str(lossless["video"]), headless=True, threads=1, hold=0)
+    summary = loop.run(cfg, extra_outputs=lambda c, s: [cores], window=False)
+    assert summary["frames"] == len(lossless["frames"]) * HOLD
+    assert set(map(frozenset, pinned)) == {frozenset(model_cores)}
+    assert set(map(frozenset, cores.seen)) == {frozenset(other_cores)}
+    assert os.sched_getaffinity(0) == before
+
+
+def test_an_error_in_the_inference_thread_reaches_the_caller(model, mp4_video, monkeypatch):
+    """The model fails on a frame: run() raises that error (not a hang, not a silent end)."""
+
+    def failing(self, tensor):
+        raise RuntimeError("the interpreter failed")
+
+    monkeypatch.setattr(Classifier, "infer_all", failing)
+    with pytest.raises(RuntimeError, match="the interpreter failed"):
+        loop.run(RunConfig(model=str(model.path), source=str(mp4_video), headless=True), window=False)

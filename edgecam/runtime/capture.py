@@ -198,6 +198,11 @@ class FrameGrabber:
             return frame
 
     @property
+    def thread_id(self) -> int | None:
+        """The capture thread's native id (None before it starts)."""
+        return self._thread.native_id
+
+    @property
     def done(self) -> bool:
         """True when the source has ended and every frame has been handed out."""
         return self.finished.is_set() and self._newest is None and self._queue.empty()

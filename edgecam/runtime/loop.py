@@ -1,11 +1,12 @@
 """``edgecam run``: frames in, labels out, as fast as the model allows.
 
-The interpreter is built once; capture and the crop/resize to the model's input run in their
-own thread (overlapping the previous frame's inference); inference, decisions and drawing run
-here, once per frame. Everything is released on the way out,
-whatever the reason (end of file, q, Ctrl-C, SIGTERM). Between frames the loop applies what a
-``Control`` asked for (threshold, pause, snapshot) and swaps in a model the ``Reloader`` has
-loaded and checked in the background.
+Three threads make a pipeline: capture decodes each frame and crops/resizes it to the model's
+input (``capture``), the model runs in its own thread (``inference``), and this one makes the
+decisions and feeds the outputs (JSON lines, window, page, MQTT, ...), once per frame. So with a
+fast model the Python around inference overlaps with it instead of adding to it. Everything is
+released on the way out, whatever the reason (end of file, q, Ctrl-C, SIGTERM). Between frames
+the loop applies what a ``Control`` asked for (threshold, pause, snapshot) and swaps in a model
+the ``Reloader`` has loaded and checked in the background.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import numpy as np
 
 from edgecam.config.camera import RunConfig
 from edgecam.console import log
-from edgecam.runtime.capture import Frame, FrameGrabber, frames
+from edgecam.runtime.capture import Frame, FrameGrabber
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.control import Control, ModelVersion
 from edgecam.runtime.decisions import ChangeCommand, Decider
 from edgecam.runtime.imx500 import is_imx500_network, load_network
+from edgecam.runtime.inference import InferenceThread, Inferred, rule_text
 from edgecam.runtime.keeper import open_keeper
 from edgecam.runtime.outputs import JsonLines, Output, Recorder, WindowOutput, close_all
 from edgecam.runtime.overlay import decided_text, draw_overlay
-from edgecam.runtime.reload import Loaded, Reloader, load_model
+from edgecam.runtime.reload import Reloader, load_model
 from edgecam.runtime.result import Result
 from edgecam.runtime.sources import Source, open_source, quiet_opencv
 from edgecam.runtime.stats import RunStats, SlidingFPS, summary_line
@@ -40,84 +42,44 @@ def stream(classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop: 
            control: Control | None = None, reloader: Reloader | None = None) -> Iterator[tuple[Frame, Result]]:
     """Yield (frame, result) for each processed frame until the source ends or ``stop`` is set.
 
-    ``control`` is polled between frames (threshold, pause, snapshot); ``reloader`` hands over
-    checked new models, swapped in between two frames.
+    The model runs in its own thread (``InferenceThread``), a frame ahead of the decisions made
+    here; ``control`` is applied between frames (threshold, pause, snapshot); ``reloader`` hands
+    over checked new models, swapped in between two frames.
     """
     control, stop = control or Control(), stop or threading.Event()
-    inference = Inference(classifier, cfg, control, reloader)
-    grabber.prepare = classifier.prepare  # the capture thread makes the input tensors
-    processed = 0
-    for frame in frames(grabber, stop):
-        inference.between_frames(frame)
-        if control.paused:
-            if grabber.source.live:
-                continue  # read and let go: a live camera never backs up; nothing inferred or published
-            if not control.wait_resumed(stop):  # a file waits where it is: no frame lost
-                return
-            inference.between_frames(frame)
-        if inference.classifier is not classifier:  # reloaded: its input tensors from now on
-            classifier = inference.classifier
-            grabber.prepare = classifier.prepare
-        yield frame, inference.result(frame)
-        processed += 1
-        if cfg.max_frames and processed >= cfg.max_frames:
-            return
+    decisions = Decisions(classifier, cfg, control)
+    for inferred in InferenceThread(classifier, grabber, cfg, stop, control, reloader):
+        yield inferred.frame, decisions.result(inferred)
 
 
-class Inference:
-    """The running model and its decisions: one ``Result`` per frame, with what the Control asked for
-    (a threshold rule, a snapshot) and a reloaded model applied between frames."""
+class Decisions:
+    """Model outputs → one ``Result`` per frame: smoothing, the unknown rule, top labels, FPS, with
+    what the Control asked for (a threshold, a snapshot) and a reloaded model's labels applied in order."""
 
-    def __init__(self, classifier: Classifier, cfg: RunConfig, control: Control, reloader: Reloader | None = None):
-        self.classifier, self.cfg, self.control, self.reloader = classifier, cfg, control, reloader
+    def __init__(self, classifier: Classifier, cfg: RunConfig, control: Control):
+        self.classifier, self.cfg, self.control = classifier, cfg, control
         self.threshold = cfg.threshold
         self.decider = make_decider(classifier, cfg)
         self.fps = SlidingFPS()
-        self._announce: ModelVersion | None = None  # a new model, named on the next result
-        self._paused = False
 
-    def between_frames(self, frame: Frame) -> None:
-        if self.control.paused != self._paused:
-            self._paused = self.control.paused
-            log("paused: frames are read but not classified" if self._paused else "resumed")
-        asked, value = self.control.take_threshold()
-        if asked:
-            self.threshold = value
-            apply_rule(self.decider, self.classifier, value)
-            said = f"threshold {value:g}" if value is not None else "threshold cleared"
-            log(f"{said}: {rule_text(self.classifier, value) or 'nothing is unknown'}")
-        if self.reloader is not None:
-            self.reloader.offer(frame.rgb)
-            loaded = self.reloader.take()
-            if loaded is not None:
-                self._swap(loaded)
-
-    def _swap(self, loaded: Loaded) -> None:
-        self.classifier = loaded.classifier
-        self.decider.new_model(loaded.classifier.labels)
-        apply_rule(self.decider, self.classifier, self.threshold)
-        self.control.model = self._announce = loaded.version
-        log(f"model reloaded: {loaded.version.path} (sha256 {loaded.version.sha256[:12]})")
-
-    def result(self, frame: Frame) -> Result:
-        classifier, decider = self.classifier, self.decider
-        start = time.perf_counter()
-        if frame.tensor is not None and frame.prepared_with == classifier.prepare:
-            tensor, prepare_ms = frame.tensor, frame.prepare_ms  # made in the capture thread
-        else:  # no capture thread's tensor (or another model's): made here
-            tensor, prepare_ms = classifier.prepare(frame.rgb), 0.0
-        t_infer = time.perf_counter()
-        probs, unknown = classifier.infer_all(tensor)
-        inference_ms = (time.perf_counter() - t_infer) * 1000
+    def result(self, inferred: Inferred) -> Result:
+        decider, frame = self.decider, inferred.frame
+        if inferred.classifier is not self.classifier:  # the first frame of a reloaded model
+            self.classifier = inferred.classifier
+            decider.new_model(self.classifier.labels)
+            apply_rule(decider, self.classifier, self.threshold)
+        if inferred.threshold_asked:
+            self.threshold = inferred.threshold
+            apply_rule(decider, self.classifier, self.threshold)
+        labels, probs = self.classifier.labels, inferred.probs
         smoothed = decider.smooth(probs)
-        decision = decider.decide(smoothed, frame.time, decider.smooth_unknown(unknown))
-        top = top_pairs(classifier.labels, smoothed, self.cfg.top_k)
-        raw_top = top if decider.smoothing <= 0 and len(top) >= 2 else \
-            top_pairs(classifier.labels, probs, max(2, self.cfg.top_k))
-        latency_ms = prepare_ms + (time.perf_counter() - start) * 1000
-        model, self._announce = self._announce, None
+        decision = decider.decide(smoothed, frame.time, decider.smooth_unknown(inferred.unknown))
+        top = top_pairs(labels, smoothed, self.cfg.top_k)
+        raw_top = top if decider.smoothing <= 0 and len(top) >= 2 else top_pairs(labels, probs, max(2, self.cfg.top_k))
+        latency_ms = inferred.prepare_ms + (time.perf_counter() - inferred.started) * 1000
+        model = inferred.new_model
         return Result(frame.index, frame.time, top, decision.label, decision.score, decision.changed,
-                      self.fps.tick(), inference_ms, latency_ms, decision.unknown_score,
+                      self.fps.tick(), inferred.inference_ms, latency_ms, decision.unknown_score,
                       snapshot=self.control.take_snapshot(), model_path=model and model.path,
                       model_sha256=model and model.sha256, raw_top=raw_top)
 
@@ -152,18 +114,6 @@ def unknown_rule(classifier: Classifier, cfg: RunConfig) -> str | None:
     if cfg.threshold is not None:
         return f"--threshold {cfg.threshold:g}: {rule_text(classifier, cfg.threshold)}"
     return rule_text(classifier, None)
-
-
-def rule_text(classifier: Classifier, threshold: float | None) -> str | None:
-    """When frames are called unknown under ``threshold`` (None: the model's rule; None if it has none)."""
-    if threshold is not None:
-        off = "; the model's calibrated rejection is off" if classifier.unknown_threshold is not None else ""
-        return f"unknown below that top score{off}"
-    if classifier.unknown_threshold is None:
-        return None
-    keep = classifier.unknown_keep
-    calibrated = f"calibrated to keep {keep:.0%} of known images" if keep is not None else "calibrated"
-    return f"unknown above {classifier.unknown_threshold:.4g} ({calibrated}; --threshold overrides)"
 
 
 def build_outputs(cfg: RunConfig, source_fps: float | None, window: bool) -> list[Output]:
