@@ -104,3 +104,17 @@ def test_embeddings_from_other_weights_are_not_reused(weight_files, tmp_path):
     assert other.dir != first.dir and b.shape == a.shape
     assert not np.allclose(a, b, atol=1e-4)
     assert sorted(p.name for p in root.iterdir()) == sorted([first.dir.name, other.dir.name])
+
+
+def test_report_unknown_section_shows_a_dash_for_measures_that_do_not_exist():
+    """A model that calls every image unknown (random weights, say) keeps none: no accuracy of kept
+    images, and no AUROC against a folder. The report says "—" there instead of failing to write."""
+    from edgecam.training.report import _unknown_lines
+
+    section = {"model": {"rule": "logit + near + mid", "examples": 30, "background_examples": 0, "keep": 0.95},
+               "val_kept": 0.0, "known_split": "test", "known_images": 9, "known_kept": 0.0,
+               "folders": {"nothing here (generated)": {"images": 200, "rejected": 1.0, "auroc": None}},
+               "accuracy": 0.5, "accuracy_kept": None}
+    text = "\n".join(_unknown_lines(section))
+    assert "| nothing here (generated) | 200 | 100.0% | — |" in text
+    assert "50.0% on every image, — on the images kept" in text

@@ -91,8 +91,8 @@ def _write_tables_and_plots(run_dir: Path, labels: list[str], evaluations: dict,
     training_curves_png(stages, run_dir / "training_curves.png")
 
 
-def _pct(x: float) -> str:
-    return f"{x:.1%}"
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
 def _unknown_lines(u: dict | None) -> list[str]:
@@ -106,7 +106,8 @@ def _unknown_lines(u: dict | None) -> list[str]:
              "| images | count | decided unknown | AUROC vs known |", "|---|---|---|---|",
              f"| known ({u['known_split']}) | {u['known_images']} | {_pct(1 - u['known_kept'])} | — |"]
     for name, f in u["folders"].items():
-        lines.append(f"| {name} | {f['images']} | {_pct(f['rejected'])} | {f['auroc']:.3f} |")
+        auroc = "—" if f["auroc"] is None else f"{f['auroc']:.3f}"
+        lines.append(f"| {name} | {f['images']} | {_pct(f['rejected'])} | {auroc} |")
     lines += ["", f"Known-label accuracy ({u['known_split']}): {_pct(u['accuracy'])} on every image, "
               f"{_pct(u['accuracy_kept'])} on the images kept.", "", "![unknown](unknown.png)", ""]
     return lines
