@@ -6,7 +6,8 @@ exports float32 and int8, and measures for each exported model:
 
 - accuracy on ``flowers/test`` and on its camera-shift copy (``edgecam datasets shift``, seed 0),
   through the edge runtime exactly as ``edgecam evaluate`` does;
-- training time on this machine (wall time of the cold float32 ``edgecam finetune``, TF import included);
+- training time on this machine: wall and CPU seconds of the cold float32 ``edgecam finetune`` (TF
+  import included; CPU counts all threads, and is the steadier figure when other work shares the cores);
 - single-frame latency with LiteRT (``Classifier.infer`` on one prepared frame, median of RUNS after a
   warm-up) at 1 and 4 threads, the models taking turns round by round so a busy machine slows all alike.
 
@@ -19,7 +20,7 @@ sizes load those same weights (a convolutional net takes any size; Keras' own fi
 trained at that size, would do a little better). Other widths have none: they are built with
 ``model.weights=none`` and reported for speed only (their accuracy would say nothing).
 
-Run:   .venv/bin/python benchmarks/model_map.py [--only NAME ...] [--runs 50] [--rounds 3] [--docs]
+Run:   .venv/bin/python benchmarks/model_map.py [--only NAME ...] [--runs 50] [--rounds 3] [--docs] [--resume]
 Takes about 30-40 minutes on 2 cores. Progress on stderr, the table on stdout.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,14 +58,16 @@ class Setting:
 
 
 SETTINGS = [
-    Setting("v2 1.0/224 defaults", [], V2),
+    Setting("v2 1.0/224 defaults (top 3 blocks tuned)", [], V2),
+    Setting("v2 1.0/224 head only", ["train.fine_tune_blocks=0"], V2),
     Setting("v2 1.0/224 head only, no augmentation", ["train.augment.views=0", "train.fine_tune_blocks=0"], V2),
-    Setting("v2 1.0/224 4 augmented views", ["train.augment.views=4"], V2),
-    Setting("v2 1.0/224 top blocks fine-tuned (2)", ["train.fine_tune_blocks=2"], V2),
+    Setting("v2 1.0/224 head only, 4 augmented views", ["train.augment.views=4", "train.fine_tune_blocks=0"], V2),
     Setting("v2 1.0/160", ["model.input_size=160"], V2, "MobileNetV2 1.0, smaller input"),
     Setting("v2 1.0/128", ["model.input_size=128"], V2, "MobileNetV2 1.0, smaller input"),
-    Setting("v2 0.35/224 (speed only)", ["model.alpha=0.35"], None, "MobileNetV2 narrower"),
-    Setting("v2 0.5/160 (speed only)", ["model.alpha=0.5", "model.input_size=160"], None, "MobileNetV2 narrower"),
+    # Speed only (random weights): head only, as tuning random blocks would only cost time.
+    Setting("v2 0.35/224 (speed only)", ["model.alpha=0.35", "train.fine_tune_blocks=0"], None, "MobileNetV2 narrower"),
+    Setting("v2 0.5/160 (speed only)", ["model.alpha=0.5", "model.input_size=160", "train.fine_tune_blocks=0"], None,
+            "MobileNetV2 narrower"),
     Setting("v1 0.25/224", ["model.backbone=mobilenet_v1", "model.alpha=0.25"], V1, "MobileNet v1 0.25"),
     Setting("v1 0.25/128", ["model.backbone=mobilenet_v1", "model.alpha=0.25", "model.input_size=128"], V1,
             "MobileNet v1 0.25"),
@@ -78,8 +82,10 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
-def finetune(setting: Setting, out: Path, quantization: str, cache: Path) -> tuple[Path, float, dict]:
-    """One ``edgecam finetune`` run; returns (model path, wall seconds, report.json)."""
+def finetune(setting: Setting, out: Path, quantization: str, cache: Path) -> tuple[Path, float, float, dict]:
+    """One ``edgecam finetune`` run; returns (model path, wall seconds, CPU seconds, report.json).
+
+    CPU = user + system time of the child, all threads: on a busy machine it moves far less than wall time."""
     weights = f"model.weights={setting.weights}" if setting.weights else "model.weights=none"
     name = f"{slug(setting.name)}_{quantization}"
     args = [*EDGECAM, "finetune", str(ROOT / "configs" / "flowers.yaml"), f"data.path={FLOWERS}", weights,
@@ -87,12 +93,15 @@ def finetune(setting: Setting, out: Path, quantization: str, cache: Path) -> tup
             # int8 is measured whatever its drop: the gate would swap in the float model
             "export.max_accuracy_drop=1.0", *setting.overrides, "-q"]
     start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter() - start
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"finetune failed for {setting.name} ({quantization}):\n{proc.stderr[-3000:]}")
     run_dir = out / "runs" / name / "last"
-    return run_dir / "model.tflite", wall, json.loads((run_dir / "report.json").read_text())
+    return run_dir / "model.tflite", wall, cpu, json.loads((run_dir / "report.json").read_text())
 
 
 def accuracy(model: Path, folder: Path) -> float:
@@ -128,7 +137,7 @@ def shift_set(out: Path) -> Path:
 
 
 def table(settings: list[Setting]) -> str:
-    head = ("| setting | test f32 | shift f32 | test int8 | shift int8 | train s | ms f32 1t | ms f32 4t "
+    head = ("| setting | test f32 | shift f32 | test int8 | shift int8 | train s (CPU s) | ms f32 1t | ms f32 4t "
             "| ms int8 1t | ms int8 4t | MB f32 | MB int8 |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
@@ -137,10 +146,11 @@ def table(settings: list[Setting]) -> str:
 
     for s in settings:
         r = s.results
+        ms, mb = r["ms"], r["mb"]
         lines.append(
             f"| {s.name} | {pct(r['test']['float32'])} | {pct(r['shift']['float32'])} | {pct(r['test']['int8'])} "
-            f"| {pct(r['shift']['int8'])} | {r['train_s']:.0f} | {r['ms']['float32'][1]:.2f} | {r['ms']['float32'][4]:.2f} "
-            f"| {r['ms']['int8'][1]:.2f} | {r['ms']['int8'][4]:.2f} | {r['mb']['float32']:.1f} | {r['mb']['int8']:.1f} |")
+            f"| {pct(r['shift']['int8'])} | {r['train_s']:.0f} ({r['train_cpu_s']:.0f}) | {ms['float32'][1]:.2f} "
+            f"| {ms['float32'][4]:.2f} | {ms['int8'][1]:.2f} | {ms['int8'][4]:.2f} | {mb['float32']:.1f} | {mb['int8']:.1f} |")
     return "\n".join(lines)
 
 
@@ -179,19 +189,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="Inferences per latency measurement.")
     parser.add_argument("--rounds", type=int, default=3, help="Latency rounds (models take turns).")
     parser.add_argument("--docs", action="store_true", help="Copy the plot to docs/model_map.png.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Take the settings an earlier invocation finished (<out>/settings/) as they are.")
     args = parser.parse_args()
     settings = [s for s in SETTINGS if not args.only or any(part in s.name for part in args.only)]
     args.out.mkdir(parents=True, exist_ok=True)
     shifted = shift_set(args.out)
     models = {}
     for s in settings:
+        done = args.out / "settings" / f"{slug(s.name)}.json"
+        if args.resume and done.is_file():  # trained and measured by an earlier invocation
+            kept = json.loads(done.read_text())
+            s.results = kept["results"]
+            models.update({(s.name, q): Path(path) for q, path in kept["models"].items()})
+            log(f"{s.name}: from {done}")
+            continue
         cache = args.out / "cache" / slug(s.name)
         shutil.rmtree(cache, ignore_errors=True)  # a cold run: the embeddings are computed
         log(f"{s.name}: finetune float32 (cold)")
-        f32, wall, _ = finetune(s, args.out, "float32", cache)
-        log(f"{s.name}: finetune int8 (warm) in {wall:.0f} s before")
-        i8, _, _ = finetune(s, args.out, "int8", cache)
-        s.results = {"train_s": wall, "test": {}, "shift": {}, "mb": {}}
+        f32, wall, cpu, _ = finetune(s, args.out, "float32", cache)
+        log(f"{s.name}: finetune int8 (warm) in {wall:.0f} s before ({cpu:.0f} s CPU)")
+        i8, _, _, _ = finetune(s, args.out, "int8", cache)
+        s.results = {"train_s": wall, "train_cpu_s": cpu, "test": {}, "shift": {}, "mb": {}}
         for q, model in (("float32", f32), ("int8", i8)):
             known = s.weights is not None
             s.results["test"][q] = accuracy(model, FLOWERS / "test") if known else None
@@ -199,6 +218,8 @@ def main() -> None:
             s.results["mb"][q] = model.stat().st_size / 1e6
             models[(s.name, q)] = model
         log(f"{s.name}: test {s.results['test']}, shift {s.results['shift']}")
+        done.parent.mkdir(exist_ok=True)
+        done.write_text(json.dumps({"results": s.results, "models": {"float32": str(f32), "int8": str(i8)}}))
     measured = latencies({f"{name}|{q}": path for (name, q), path in models.items()}, args.runs, args.rounds)
     for s in settings:
         s.results["ms"] = {q: measured[f"{s.name}|{q}"] for q in ("float32", "int8")}

@@ -287,22 +287,35 @@ def test_a_deeper_cut_also_tunes_the_mid_level_layer_of_the_unknown_score(work):
 
 
 @pytest.mark.slow
-def test_a_rerun_with_the_same_inputs_takes_the_kept_outcome(tuned, work):
-    """Fine-tuning is deterministic, so a re-run with the same images, config and seed takes the weights,
-    embeddings and converted backbone the first run kept (tune_memo): the same model file and metrics.
-    Any other setting of the second stage trains again."""
-    again = finetune_run(work, "tuned", *TUNE)
-    assert again.model_path.read_bytes() == tuned.model_path.read_bytes()
-    first, second = (json.loads((r.run_dir / "report.json").read_text()) for r in (tuned, again))
-    assert second["metrics"] == first["metrics"] and second["unknown"] == first["unknown"]
-    assert second["training"]["history"] == first["training"]["history"]
-    kept = [d for d in (work / "cache").glob("*/tuned/*") if (d / "memo.json").is_file()]
-    assert len(kept) == 1 and (kept[0] / "features.tflite").is_file()
+def test_a_rerun_with_the_same_inputs_takes_the_kept_outcome(tmp_path):
+    """Fine-tuning is deterministic, so a re-run with the same images, config and seed (a new process,
+    as on the command line) takes the weights, embeddings and converted backbone the first run kept
+    (tune_memo): the same model file and metrics, without training. Another setting trains again."""
+    import runfixtures as rf
 
-    other = finetune_run(work, "tuned_faster", *TUNE, "train.fine_tune_learning_rate=0.0006")
-    assert len([d for d in (work / "cache").glob("*/tuned/*") if (d / "memo.json").is_file()]) == 2
-    third = json.loads((other.run_dir / "report.json").read_text())
-    assert third["training"]["history"]["fine_tune"]["loss"] != first["training"]["history"]["fine_tune"]["loss"]
+    def run(*extra: str) -> tuple[dict, str, bytes]:
+        args = [f"data.path={FLOWERS_MINI}", f"model.weights={WEIGHTS}", f"output={tmp_path / 'runs'}",
+                f"cache={tmp_path / 'cache'}", "name=same", *SMALL, *TUNE, *extra]
+        proc = rf.edgecam("finetune", *args, block_tensorflow=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        last = tmp_path / "runs" / "same" / "last"
+        return json.loads((last / "report.json").read_text()), proc.stderr, (last / "model.tflite").read_bytes()
+
+    def kept() -> list[Path]:
+        return [d for d in (tmp_path / "cache").glob("*/tuned/*") if (d / "memo.json").is_file()]
+
+    first, log, model = run()
+    assert "fine-tune epoch" in log and len(kept()) == 1
+    again, log, model_again = run()
+    assert "as a previous run with the same inputs" in log and "fine-tune epoch" not in log
+    assert model_again == model
+    assert again["metrics"] == first["metrics"] and again["unknown"] == first["unknown"]
+    assert again["training"]["history"] == first["training"]["history"]
+    assert (kept()[0] / "features.tflite").is_file()
+
+    other, log, _ = run("train.fine_tune_learning_rate=0.0006")
+    assert "fine-tune epoch" in log and len(kept()) == 2
+    assert other["training"]["history"]["fine_tune"]["loss"] != first["training"]["history"]["fine_tune"]["loss"]
 
 
 @pytest.mark.slow

@@ -51,8 +51,10 @@ class InferenceThread:
 
     def __init__(self, classifier: Classifier, grabber: FrameGrabber, cfg: RunConfig, stop: threading.Event,
                  control: Control, reloader: Reloader | None = None):
-        self.classifier, self.grabber, self.cfg, self.control, self.reloader = classifier, grabber, cfg, control, reloader
-        self.stop, self._quit = stop, threading.Event()
+        self.classifier, self.grabber, self.cfg = classifier, grabber, cfg
+        self.control, self.reloader, self.stop = control, reloader, stop
+        self._quit = threading.Event()  # the caller stopped iterating
+        self._cores: set[int] | None = None  # pinned to these, when the model leaves cores to the rest
         self._out: queue.SimpleQueue = queue.SimpleQueue()  # C-fast; bounded by _space
         self._space = threading.Semaphore(AHEAD)
         self._paused = False

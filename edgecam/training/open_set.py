@@ -99,7 +99,8 @@ def unknown_section(model_path, evaluations: dict, dataset: Dataset, run_dir, pr
             out.append({"true": "", "predicted": classifier.labels[int(np.argmax(probs))], "unknown_score": score})
         return out
 
-    nothing = [(f"nothing-{NOTHING_SEED}-{i}", lambda i=i: nothing_frame(i, NOTHING_SEED)) for i in range(NOTHING_FRAMES)]
+    nothing = [(f"nothing-{NOTHING_SEED}-{i}", lambda i=i: nothing_frame(i, NOTHING_SEED))
+               for i in range(NOTHING_FRAMES)]
     groups = {"nothing here (generated)": rows(nothing, "nothing frames")}
     held_out = [s for s in dataset.background if s.split != "train"]
     if held_out:

@@ -237,10 +237,11 @@ def share_embedding_pass(backbone, cache: EmbeddingCache, cfg: FinetuneConfig) -
 
 
 def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cfg: FinetuneConfig,
-                     progress: bool = True) -> Tuned:
+                     progress: bool = True, memo: bool = True) -> Tuned:
     """Train the top ``train.fine_tune_blocks`` blocks of ``backbone`` together with ``head`` (both in
     place) on cached activations; early stopping on validation loss, deterministic with the seed.
-    A re-run with the same inputs takes the outcome kept by the first (``tune_memo``)."""
+    A re-run with the same inputs takes the outcome kept by the first (``tune_memo``; ``memo=False``:
+    train anyway, as a benchmark must)."""
     import keras
 
     from edgecam.training.backbone import cut_layer, upper_model
@@ -251,7 +252,7 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     upper = upper_model(backbone, cut)
     tap = cache.tap
     mid_above = bool(tap) and any(layer.name == tap for layer in upper.layers)
-    memo = TuneMemo(cache.dir / "tuned", memo_key(cfg, cut, head, dataset, cache.rule.key))
+    use_memo, memo = memo, TuneMemo(cache.dir / "tuned", memo_key(cfg, cut, head, dataset, cache.rule.key))
 
     def outcome(history: dict, accuracy: dict, embedded: dict, reverted: bool) -> Tuned:
         if reverted:
@@ -260,7 +261,7 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
                                  mid_above, memo)
         return Tuned(history, accuracy, embedded, features, cut, reverted=False)
 
-    kept = memo.load()
+    kept = memo.load() if use_memo else None
     if kept is not None:
         upper.set_weights(kept["upper"])
         head.set_weights(kept["head"])
