@@ -78,17 +78,9 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     log(f"run folder: {run_dir}")
     files.write_text(run_dir / "config.yaml", _yaml(loader.to_dict(cfg)))
     cache = EmbeddingCache(cache_root, cfg.model)
-    backbone = None
-    if cfg.train.fine_tune_blocks:  # the embedding pass also keeps the activations fine-tuning reads
-        from edgecam.training.backbone import build_backbone
-        from edgecam.training.tune import share_embedding_pass
-
-        with timer("build_model"):
-            backbone = build_backbone(cfg.model)
-        share_embedding_pass(backbone, cache, cfg)
+    backbone = _backbone_for_tuning(cache, cfg, timer)
     with timer("embed"):
         embedded = _embed(cache, dataset, cfg, progress)
-    log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
     model, head, stages, keras_acc, features = _train(dataset, embedded, cfg, timer, cache, progress, backbone)
     with timer("unknown"):
         rule = fit_rule(features, dataset, embedded, head, cfg, progress)
@@ -116,6 +108,20 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     if result_note:
         raise ExportError(result_note)
     return FinetuneResult(run_dir, model_path, report, timer.stages)
+
+
+def _backbone_for_tuning(cache: EmbeddingCache, cfg: FinetuneConfig, timer: _Timer):
+    """With train.fine_tune_blocks: the Keras backbone, built before embedding so that the embedding
+    pass also keeps the activations fine-tuning reads (one backbone pass); else None."""
+    if not cfg.train.fine_tune_blocks:
+        return None
+    from edgecam.training.backbone import build_backbone
+    from edgecam.training.tune import share_embedding_pass
+
+    with timer("build_model"):
+        backbone = build_backbone(cfg.model)
+    share_embedding_pass(backbone, cache, cfg)
+    return backbone
 
 
 def _imx500(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, exported: dict, timer: _Timer,
@@ -156,6 +162,7 @@ def _embed(cache: EmbeddingCache, dataset: Dataset, cfg: FinetuneConfig, progres
            "val": cache.embeddings(val, desc="embedding val", progress=progress)[:, 0]}
     if test:
         out["test"] = cache.embeddings(test, desc="embedding test", progress=progress)[:, 0]
+    log(f"embeddings: {cache.hits} images from cache, {cache.misses} computed")
     return out
 
 

@@ -242,8 +242,6 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     place) on cached activations; early stopping on validation loss, deterministic with the seed.
     A re-run with the same inputs takes the outcome kept by the first (``tune_memo``; ``memo=False``:
     train anyway, as a benchmark must)."""
-    import keras
-
     from edgecam.training.backbone import cut_layer, upper_model
 
     t = cfg.train
@@ -267,43 +265,62 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
         head.set_weights(kept["head"])
         log(f"fine-tuning the top {t.fine_tune_blocks} blocks above {cut}: as a previous run with the same inputs "
             f"(kept in {memo.dir})")
-        meta = kept["meta"]
-        return outcome(meta["history"], meta["accuracy"], kept["embedded"], meta["reverted"])
+        return outcome(kept["meta"]["history"], kept["meta"]["accuracy"], kept["embedded"], kept["meta"]["reverted"])
 
     train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
     a_train = acts.activations(train, t.augment.views, t.augment, t.seed, "activations train", progress)
     a_val = acts.activations(val, desc="activations val", progress=progress)[:, 0]
-    a_test = acts.activations(test, desc="activations test", progress=progress)[:, 0] if test else None
     log(f"fine-tuning the top {t.fine_tune_blocks} blocks above {cut}: {acts.hits} images' activations from cache, "
         f"{acts.misses} computed ({a_train[0, 0].nbytes / 1024:.0f} kB each)")
+    history, start, reverted = _train_top(upper, head, a_train, a_val, dataset, t)
+    if reverted:
+        log(f"note: fine-tuning did not lower the validation loss ({start:.4f}); kept the head-only model")
+        memo.save({"history": history, "accuracy": {}, "reverted": True}, upper.get_weights(), head.get_weights(), {})
+        return outcome(history, {}, {}, reverted=True)
+
+    tuned = outcome(history, {}, {}, reverted=False)
+    a_test = acts.activations(test, desc="activations test", progress=progress)[:, 0] if test else None
+    embedded, accuracy = _tuned_embeddings(tuned.features, head, {
+        "train": (train, a_train.reshape(-1, *a_train.shape[2:])), "val": (val, a_val), "test": (test, a_test)})
+    memo.save({"history": history, "accuracy": accuracy, "reverted": False}, upper.get_weights(), head.get_weights(),
+              embedded)
+    tuned.accuracy, tuned.embedded = accuracy, embedded
+    return tuned
+
+
+def _tuned_embeddings(features: TunedFeatures, head, named: dict) -> tuple[dict, dict]:
+    """The tuned backbone's embeddings per split ({name: (samples, activations)}), shaped as finetune's
+    (train: n x views x D), and the head's accuracy on val and test, as the head-only path reports."""
+    embedded, accuracy = {}, {}
+    for name, (samples, activations) in named.items():
+        if not samples:
+            continue
+        embedded[name] = features.run(activations)[0].reshape(len(samples), -1, head.input_shape[-1])
+        if name != "train":
+            embedded[name] = embedded[name][:, 0]
+            accuracy[name] = _accuracy(head, embedded[name], np.asarray([s.label for s in samples], np.int64))
+    return embedded, accuracy
+
+
+def _train_top(upper, head, a_train: np.ndarray, a_val: np.ndarray, dataset: Dataset, t) -> tuple[dict, float, bool]:
+    """Fit the top blocks with the head on the activations: (history, the validation loss before,
+    reverted: the weights were put back, as the validation loss never went below it)."""
+    import keras
 
     unfreeze_top(upper)
     keras.utils.set_random_seed(t.seed)
     inputs = keras.Input(upper.input_shape[1:], name="activation")
     model = keras.Model(inputs, head(upper(inputs)), name="tuned_top")
     x = a_train.reshape(-1, *a_train.shape[2:])
-    y = np.repeat(np.asarray([s.label for s in train], np.int64), a_train.shape[1])
-    y_val = np.asarray([s.label for s in val], np.int64)
+    y = np.repeat(np.asarray([s.label for s in dataset.split("train")], np.int64), a_train.shape[1])
+    y_val = np.asarray([s.label for s in dataset.split("val")], np.int64)
     history, before, start = _fit_top(model, x, y, a_val, y_val, len(dataset.labels), t)
     for layer in upper.layers:  # frozen again, as build_backbone leaves it
         layer.trainable = False
-    if min(history["val_loss"]) >= start:
+    reverted = min(history["val_loss"]) >= start
+    if reverted:
         model.set_weights(before)
-        log(f"note: fine-tuning did not lower the validation loss ({start:.4f}); kept the head-only model")
-        memo.save({"history": history, "accuracy": {}, "reverted": True}, upper.get_weights(), head.get_weights(), {})
-        return outcome(history, {}, {}, reverted=True)
-
-    tuned = outcome(history, {}, {}, reverted=False)
-    embedded = {"train": tuned.features.run(x)[0].reshape(len(train), a_train.shape[1], -1),
-                "val": tuned.features.run(a_val)[0]}
-    accuracy = {"val": _accuracy(head, embedded["val"], y_val)}
-    if test:
-        embedded["test"] = tuned.features.run(a_test)[0]
-        accuracy["test"] = _accuracy(head, embedded["test"], np.asarray([s.label for s in test], np.int64))
-    memo.save({"history": history, "accuracy": accuracy, "reverted": False}, upper.get_weights(), head.get_weights(),
-              embedded)
-    tuned.accuracy, tuned.embedded = accuracy, embedded
-    return tuned
+    return history, start, reverted
 
 
 def _fit_top(model, x, y, a_val, y_val, num_classes: int, t) -> tuple[dict, list, float]:
