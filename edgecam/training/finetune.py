@@ -189,7 +189,7 @@ def _train(dataset: Dataset, embedded: dict[str, np.ndarray], cfg: FinetuneConfi
     if "test" in embedded:
         keras_acc["test"] = _head_accuracy(head, embedded["test"], _labels_of(dataset.split("test")))
     with timer("assemble"):
-        backbone = backbone or build_backbone(cfg.model)
+        backbone = backbone if backbone is not None else build_backbone(cfg.model)
         model = assemble(backbone, head)
     features = cache
     if cfg.train.fine_tune_blocks:
