@@ -49,7 +49,7 @@ def evaluate_samples(
         raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
     cache = OutputCache(cache_dir, classifier.path, unknown_scores) if cache_dir else None
     y_true, y_pred, rows, skipped, sources = [], [], [], [], set()
-    for s in console.progress(samples, desc, progress and not (cache and cache.covers(samples))):
+    for s in console.progress(samples, desc, progress and not (cache and cache.covers(x.digest for x in samples))):
         try:
             probs, extra = _outputs(classifier, s, cache, unknown_scores)
         except ImageDecodeError as err:
@@ -80,28 +80,30 @@ def evaluate_samples(
 def _outputs(classifier: Classifier, sample: Sample, cache: OutputCache | None, unknown_scores: bool
              ) -> tuple[np.ndarray, tuple[float, str] | None]:
     """One sample's probabilities (from the cache when it has them), and (unknown score, its source) if asked."""
-    kept = cache.get(sample.digest) if cache else None
-    if kept is None:
-        kept = cache_row(classifier, load_rgb(sample.path), unknown_scores)
+    return cached_outputs(classifier, sample.digest, lambda: load_rgb(sample.path), cache, unknown_scores)
+
+
+def cached_outputs(classifier: Classifier, key: str, image, cache: OutputCache | None, unknown_scores: bool
+                   ) -> tuple[np.ndarray, tuple[float, str] | None]:
+    """(probabilities, (unknown score, source) or None) of the image ``image()`` gives, from ``cache``
+    under ``key`` when it has them (the image is then never made), else computed and kept there."""
+    row = cache.get(key) if cache else None
+    if row is None:
+        row = _cache_row(classifier, image(), unknown_scores)
         if cache:
-            cache.put(sample.digest, kept)
-    return split_row(kept, unknown_scores)
+            cache.put(key, row)
+    if not unknown_scores:
+        return row, None
+    return row[:-2].astype(np.float32), (float(row[-2]), unknown.MODEL if row[-1] else unknown.MAX_SOFTMAX)
 
 
-def cache_row(classifier: Classifier, rgb: np.ndarray, unknown_scores: bool) -> np.ndarray:
+def _cache_row(classifier: Classifier, rgb: np.ndarray, unknown_scores: bool) -> np.ndarray:
     """What the output cache keeps of one image: the probabilities, then (if asked) the unknown
     score and 1.0 when that came from the model (0.0: from the top probability)."""
     if not unknown_scores:
         return classifier.classify(rgb)
     probs, score, source = unknown.outputs(classifier, rgb)
     return np.append(np.asarray(probs, np.float64), [score, float(source == unknown.MODEL)])
-
-
-def split_row(row: np.ndarray, unknown_scores: bool) -> tuple[np.ndarray, tuple[float, str] | None]:
-    """(probabilities, (unknown score, source) or None) of a ``cache_row``."""
-    if not unknown_scores:
-        return row, None
-    return row[:-2].astype(np.float32), (float(row[-2]), unknown.MODEL if row[-1] else unknown.MAX_SOFTMAX)
 
 
 def evaluate_folder(model_path: Path, data_dir: Path, out_dir: Path, labels_file: Path | None = None,
@@ -165,7 +167,7 @@ def _evaluate_unknown(classifier: Classifier, result: dict, listed: dict, progre
 
 class OutputCache:
     """Model outputs keyed by image digest, in one .npz per model content hash (and kind of row:
-    ``scored`` rows also hold the unknown score, see ``cache_row``)."""
+    ``scored`` rows also hold the unknown score, see ``_cache_row``)."""
 
     def __init__(self, folder: Path, model_path: Path, scored: bool = False):
         model_hash = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:24]
@@ -178,8 +180,8 @@ class OutputCache:
         except (OSError, ValueError, KeyError):
             pass
 
-    def covers(self, samples) -> bool:
-        return all(s.digest in self.outputs for s in samples)
+    def covers(self, keys) -> bool:
+        return all(key in self.outputs for key in keys)
 
     def get(self, digest: str) -> np.ndarray | None:
         return self.outputs.get(digest)

@@ -76,7 +76,7 @@ def unknown_section(model_path, evaluations: dict, dataset: Dataset, run_dir, pr
     from edgecam.data.images import load_rgb
     from edgecam.data.nothing import nothing_frame
     from edgecam.evaluation import unknown
-    from edgecam.evaluation.evaluate import OutputCache, cache_row, split_row
+    from edgecam.evaluation.evaluate import OutputCache, cached_outputs
     from edgecam.runtime.classifier import Classifier
 
     classifier = Classifier(model_path)
@@ -88,14 +88,8 @@ def unknown_section(model_path, evaluations: dict, dataset: Dataset, run_dir, pr
 
     def rows(keyed, desc):  # keyed: (cache key, a function giving the image)
         out = []
-        for key, image in console.progress(keyed, desc, progress and not (cache and all(cache.get(k) is not None
-                                                                                      for k, _ in keyed))):
-            kept = cache.get(key) if cache else None
-            if kept is None:
-                kept = cache_row(classifier, image(), True)
-                if cache:
-                    cache.put(key, kept)
-            probs, (score, _) = split_row(kept, True)
+        for key, image in console.progress(keyed, desc, progress and not (cache and cache.covers(k for k, _ in keyed))):
+            probs, (score, _) = cached_outputs(classifier, key, image, cache, True)
             out.append({"true": "", "predicted": classifier.labels[int(np.argmax(probs))], "unknown_score": score})
         return out
 
