@@ -84,10 +84,6 @@ def test_blocks_cut_at_one_tensor_and_the_top_reproduces_the_backbone():
 
     # The config checks fine_tune_blocks against a table (no TensorFlow there): it matches the models.
     assert block_count("mobilenet_v2", v2) == BLOCKS["mobilenet_v2"] and block_count("mobilenet_v1", v1) == 13
-    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
-        v3 = build_backbone(ModelConfig(backbone=name, weights="none"))
-        assert block_count(name, v3) == BLOCKS[name]
-        assert upper_model(v3, cut_layer(name, v3, 2)).output_shape == v3.output_shape
 
     base = base_model(v1)
     lower = keras.Model(base.input, base.get_layer("conv_pw_11_relu").output)
@@ -95,6 +91,55 @@ def test_blocks_cut_at_one_tensor_and_the_top_reproduces_the_backbone():
     top = upper_model(v1, "conv_pw_11_relu")
     assert top.input_shape == (None, 14, 14, 128) and top.output_shape == (None, 256)
     np.testing.assert_allclose(top(lower(x)), base(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large"])
+def test_mobilenet_v3_blocks_match_the_config_table_and_cut_cleanly(name):
+    from edgecam.config.finetune import BLOCKS, ModelConfig
+    from edgecam.training.backbone import block_count, build_backbone, cut_layer, upper_model
+
+    v3 = build_backbone(ModelConfig(backbone=name, weights="none"))
+    assert block_count(name, v3) == BLOCKS[name]
+    assert upper_model(v3, cut_layer(name, v3, 2)).output_shape == v3.output_shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cut", ["conv_pw_12_relu", "conv_pw_10_relu"])  # the tap under / above the cut
+def test_a_tuned_top_spliced_onto_the_cached_backbone_runs_as_the_whole_converted_model(cut, tmp_path):
+    """The export converts only the tuned blocks and splices them onto the cached backbone .tflite:
+    the same outputs as converting the whole tuned backbone, and none of the old top's weights left."""
+    from edgecam.config.finetune import ModelConfig
+    from edgecam.runtime.litert import make_interpreter
+    from edgecam.training.backbone import build_backbone, upper_model
+    from edgecam.training.embeddings import EmbeddingCache
+    from edgecam.training.graph import add_pooled_output
+    from edgecam.training.tflite import keras_to_tflite, uint8_input_model
+    from edgecam.training.tune import ActivationCache, TunedFeatures
+
+    cfg = ModelConfig(backbone="mobilenet_v1", alpha=0.25, weights="none")
+    backbone = build_backbone(cfg)
+    cache = EmbeddingCache(tmp_path, cfg)
+    cache.extractor_path()  # converted before the "tuning", as a cold run does
+    tap_above = cut == "conv_pw_10_relu"
+    upper = upper_model(backbone, cut, cache.tap if tap_above else None)
+    rng = np.random.default_rng(0)
+    for layer in upper.layers:  # "tuned": new weights above the cut
+        layer.set_weights([w * rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in layer.get_weights()])
+    spliced = TunedFeatures(cache, ActivationCache(cache, cut), backbone, upper, tap_above).features_model()
+    whole = add_pooled_output(keras_to_tflite(uint8_input_model(backbone)), cache.tap)
+
+    image = rng.integers(0, 256, (1, 224, 224, 3), np.uint8)
+    outputs = []
+    for model in (spliced, whole):
+        interpreter = make_interpreter(model_content=model)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+        interpreter.invoke()
+        outputs.append([interpreter.get_tensor(o["index"]) for o in interpreter.get_output_details()])
+    assert [o.shape for o in outputs[0]] == [(1, 256), (1, 128)]
+    for mine, theirs in zip(*outputs):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+    assert abs(len(spliced) - len(whole)) < 0.02 * len(whole)  # the old top's weights are gone
 
 
 # -- training for real ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from edgecam.config.finetune import AugmentConfig, FinetuneConfig
 from edgecam.console import log, progress_bar
 from edgecam.data.dataset import Dataset, Sample
 from edgecam.data.images import load_rgb
+from edgecam.errors import ModelError
 from edgecam.training import augment
 from edgecam.training.embeddings import EmbeddingCache, _prefetch
 from edgecam.training.graph import Graph
@@ -42,14 +43,8 @@ def lower_model(backbone_tflite: bytes, cut: str) -> bytes:
     """The cached backbone ``.tflite`` cut at layer ``cut``: outputs that layer's activation and
     runs only the operators it needs."""
     g = Graph(backbone_tflite)
-    tensor = g.find_activation(cut)
-    needed, kept = {tensor}, []
-    for op in reversed(g.graph.operators):
-        if any(int(o) in needed for o in op.outputs):
-            kept.append(op)
-            needed.update(int(i) for i in op.inputs if int(i) >= 0)
-    g.graph.operators = kept[::-1]
-    g.set_outputs([tensor], [f"{cut}/activation"])
+    g.set_outputs([g.find_activation(cut)], [f"{cut}/activation"])
+    g.prune()
     return g.to_bytes()
 
 
@@ -191,16 +186,33 @@ class TunedFeatures:
 
     def features_model(self) -> bytes:
         """The tuned backbone as ``.tflite`` with the pooled mid-level output, as
-        ``EmbeddingCache.features_model`` (one converter run)."""
+        ``EmbeddingCache.features_model``: the cached backbone below the cut, the tuned blocks above
+        it converted alone."""
         if self._features is None:
-            from edgecam.training.graph import add_pooled_output
-            from edgecam.training.tflite import keras_to_tflite, uint8_input_model
+            from edgecam.training.graph import add_pooled_output, splice
+            from edgecam.training.tflite import keras_to_tflite
 
-            converted = keras_to_tflite(uint8_input_model(self.backbone))
-            self._features = add_pooled_output(converted, self.tap) if self.tap else converted
+            model = splice(self.cache.extractor_path().read_bytes(), self.acts.cut, keras_to_tflite(self.upper))
+            if self.tap and not self.mid_above_cut:
+                model = add_pooled_output(model, self.tap)
+            elif self.tap:
+                model = _order_outputs(model, self.upper.output_shape[0][-1], f"{self.tap}/mean")
+            self._features = model
             if self.memo:
                 self.memo.save_features(self._features)
         return self._features
+
+
+def _order_outputs(model: bytes, width: int, mid_name: str) -> bytes:
+    """A converted two-output model with the pooled embedding (``width`` wide) first and the
+    mid-level output, named ``mid_name``, second (the converter orders outputs by its own names)."""
+    g = Graph(model)
+    pooled = [o for o in g.outputs if g.shape(o)[-1] == width]
+    mid = [o for o in g.outputs if o not in pooled]
+    if len(pooled) != 1 or len(mid) != 1:
+        raise ModelError(f"tuned backbone outputs {[g.shape(o) for o in g.outputs]}: cannot tell them apart")
+    g.set_outputs([pooled[0], mid[0]], [None, mid_name])
+    return g.to_bytes()
 
 
 @dataclass
