@@ -131,7 +131,8 @@ def main() -> None:
     shift_emb = cache.embeddings(shift, desc="embedding shift")[:, 0] if shift else None
     embed_s, computed = time.perf_counter() - start, cache.misses
     timer = finetune._Timer()
-    _, head, _, _, _ = finetune._train(dataset, embedded, cfg, timer, cache, True)
+    head_only = replace(cfg, train=replace(cfg.train, fine_tune_blocks=0))  # the baseline, whatever the default
+    _, head, _, _, _ = finetune._train(dataset, embedded, head_only, timer, cache, True)
     head_weights = head.get_weights()
     train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
     views = 1 + cfg.train.augment.views
