@@ -19,8 +19,10 @@ from edgecam.errors import ConfigError
 
 SMALL = ["model.backbone=mobilenet_v1", "model.alpha=0.25", "train.epochs=15", "train.augment.views=1"]
 # A high learning rate, so that two epochs on 21 photos move the weights, and 9 validation photos, so
-# that the validation loss (which decides whether the tuning is kept) is not one photo's.
-SPLIT = ["data.val_fraction=0.3"]
+# that the validation loss (which decides whether the tuning is kept) is not one photo's. Seed 2's
+# split: there tuning lowers the validation loss at every rate tried (3e-5 to 1e-3); on seed 0's
+# and 1's it never does (their 9 photos get worse as the 21 are learned), so tuning is undone.
+SPLIT = ["data.val_fraction=0.3", "train.seed=2"]
 TUNE = ["train.fine_tune_blocks=1", "train.fine_tune_epochs=2", "train.fine_tune_learning_rate=0.0003", *SPLIT]
 
 
@@ -184,8 +186,8 @@ def test_top_block_trains_on_cached_activations(work):
     dataset = scan_dataset(cfg.data, progress=False)
     cache = EmbeddingCache(work / "cache", cfg.model)
     embedded = finetune._embed(cache, dataset, cfg, False)
-    _, head, _, _, features = finetune._train(dataset, embedded, config(work, "direct", *SPLIT), finetune._Timer(),
-                                              cache, False)
+    head_only = config(work, "direct", *SPLIT, "train.fine_tune_blocks=0")
+    _, head, _, _, features = finetune._train(dataset, embedded, head_only, finetune._Timer(), cache, False)
     assert features is cache  # no fine-tuning without fine_tune_blocks
     backbone = build_backbone(cfg.model)
     base = base_model(backbone)

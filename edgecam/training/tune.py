@@ -17,7 +17,6 @@ outcome the first run kept (``tune_memo``).
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from edgecam.errors import ModelError
 from edgecam.training import augment
 from edgecam.training.embeddings import EmbeddingCache, _prefetch
 from edgecam.training.graph import Graph
+from edgecam.training.tune_fit import fit_top
 from edgecam.training.tune_memo import TuneMemo, memo_key
 
 BATCH = 256  # activations per inference batch (upper blocks only: small)
@@ -160,9 +160,8 @@ class TunedFeatures:
         """(pooled embeddings, mid-level features or None) of float16 activations (n, H, W, C)."""
         shapes = self.upper.output_shape if self.mid_above_cut else [self.upper.output_shape]
         pooled, mid = [np.zeros((0, shapes[0][-1]), np.float32)], [np.zeros((0, shapes[-1][-1]), np.float32)]
-        for start in range(0, len(activations), 16 * BATCH):  # float32 copies of a slice at a time
-            out = self.upper.predict(activations[start:start + 16 * BATCH].astype(np.float32), batch_size=BATCH,
-                                     verbose=0)
+        for start in range(0, len(activations), BATCH):  # not predict(): its iterator runs on one core (tune_fit)
+            out = self.upper.predict_on_batch(activations[start:start + BATCH].astype(np.float32))
             pooled.append(out[0] if self.mid_above_cut else out)
             if self.mid_above_cut:
                 mid.append(out[1])
@@ -326,57 +325,13 @@ def _train_top(upper, head, a_train: np.ndarray, a_val: np.ndarray, dataset: Dat
     x = a_train.reshape(-1, *a_train.shape[2:])
     y = np.repeat(np.asarray([s.label for s in dataset.split("train")], np.int64), a_train.shape[1])
     y_val = np.asarray([s.label for s in dataset.split("val")], np.int64)
-    history, before, start = _fit_top(model, x, y, a_val, y_val, len(dataset.labels), t)
+    history, before, start = fit_top(model, x, y, a_val, y_val, len(dataset.labels), t)
     for layer in upper.layers:  # frozen again, as build_backbone leaves it
         layer.trainable = False
     reverted = min(history["val_loss"]) >= start
     if reverted:
         model.set_weights(before)
     return history, start, reverted
-
-
-def _fit_top(model, x, y, a_val, y_val, num_classes: int, t) -> tuple[dict, list, float]:
-    """Fit ``model`` (the top blocks + head) on activations ``x``; returns (history, the weights
-    before, the validation loss before), so a run that did not help can be undone."""
-    import keras
-
-    from edgecam.training.head import EpochLine, class_weights
-
-    # The rate decays to 0 over the epochs (cosine): at a constant rate the validation loss jumps from
-    # epoch to epoch and early stopping picks a lucky one (benchmarks/tune_cost.py).
-    rate = keras.optimizers.schedules.CosineDecay(t.fine_tune_learning_rate,
-                                                  t.fine_tune_epochs * -(-len(x) // t.batch_size))
-    model.compile(optimizer=keras.optimizers.Adam(rate),  # the head's loss (head.train_head)
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing), metrics=["accuracy"])
-    onehot = np.eye(num_classes, dtype=np.float32)
-    before, start = model.get_weights(), model.evaluate(a_val, onehot[y_val], batch_size=BATCH, verbose=0)[0]
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
-    clock = _epoch_seconds()
-    history = model.fit(
-        x, onehot[y], validation_data=(a_val, onehot[y_val]), epochs=t.fine_tune_epochs, batch_size=t.batch_size,
-        shuffle=True, class_weight=class_weights(y, num_classes) if t.class_weight else None,
-        callbacks=[stop, EpochLine(t.fine_tune_epochs, "fine-tune"), clock], verbose=0,
-    ).history
-    history["seconds"] = clock.seconds  # what an epoch costs (benchmarks/tune_cost.py)
-    return {k: [float(v) for v in vs] for k, vs in history.items()}, before, start
-
-
-def _epoch_seconds():
-    """A Keras callback keeping each epoch's wall-clock seconds in ``.seconds``."""
-    import keras
-
-    class EpochSeconds(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(round(time.perf_counter() - self.start, 3))
-
-    return EpochSeconds()
 
 
 def _accuracy(head, embeddings: np.ndarray, y: np.ndarray) -> float:

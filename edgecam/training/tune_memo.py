@@ -24,7 +24,7 @@ from edgecam.config import loader
 from edgecam.config.finetune import FinetuneConfig
 from edgecam.data.dataset import Dataset
 
-VERSION = 1  # bump when fine-tuning itself changes
+VERSION = 2  # bump when fine-tuning itself changes (2: its own loop of train_on_batch, tune_fit.py)
 KEEP = 4
 DONE = "memo.json"  # written last: a folder without it is incomplete
 
