@@ -509,3 +509,14 @@ def served_page(kind: str, camera: Source, dataset: Path | None = None, **settin
     assert cfg.validate() is None
     with in_thread(target, f"{kind} page", ready, "the first frame") as (server, _):
         yield server
+
+
+def read_to_exit(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """(stdout, stderr) of a text-mode ``proc`` from where earlier ``readline()`` calls stopped, until it
+    exits. Read through the same file objects: ``communicate()`` reads the pipes' descriptors and
+    would skip the lines ``readline()`` had already buffered ahead. stderr is read second (small: log
+    lines fit in the pipe meanwhile)."""
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=timeout)
+    return out, err

@@ -31,7 +31,7 @@ from edgecam.config.camera import RunConfig
 from edgecam.runtime import capture, loop, sources
 from edgecam.runtime.classifier import Classifier
 from edgecam.runtime.sources import Source, SourceError, parse_source
-from helpers import DATA, isolated_env
+from helpers import DATA, isolated_env, read_to_exit
 
 # Float32 input in [-1, 1], raw logits out, no metadata (tests/data/make_fixtures.py).
 COLORS_LOGITS_MODEL = DATA / "colors_logits.tflite"
@@ -460,7 +460,7 @@ def test_sigterm_exits_143_ctrl_c_130_and_the_recording_is_finalised(tmp_path, s
         first = [proc.stdout.readline() for _ in range(3)]  # JSON comes first: frames 0 and 1 are recorded
         assert all(first), proc.stderr.read()[-3000:]
         proc.send_signal(signum)
-        rest, err = proc.communicate(timeout=60)
+        rest, err = read_to_exit(proc)
     finally:
         proc.kill()
     done = subprocess.CompletedProcess(proc.args, proc.returncode, "".join(first) + rest, err)

@@ -24,7 +24,7 @@ import pytest
 
 import runfixtures as rf
 from conftest import COLORS_MODEL, COLORS_UNKNOWN_MODEL, FLOWERS3_MODEL
-from helpers import wait_until
+from helpers import read_to_exit, wait_until
 from edgecam.config.camera import RunConfig, ServeConfig
 from edgecam.runtime import loop, reload
 from edgecam.runtime.control import Control
@@ -341,9 +341,7 @@ def test_sighup_reloads_the_model_of_edgecam_run(tmp_path):
         proc.send_signal(signal.SIGHUP)
         # Not reading for a while holds the loop at a full pipe; the reload is checked meanwhile.
         time.sleep(1.0)
-        rest = proc.stdout.read()  # through the same buffer as the first lines (communicate() would skip it)
-        err = proc.stderr.read()  # small: the log lines fit in the pipe meanwhile
-        proc.wait(timeout=60)
+        rest, err = read_to_exit(proc)
     finally:
         proc.kill()
     assert proc.returncode == 0, err[-2000:]

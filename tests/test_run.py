@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 import runfixtures as rf
+from helpers import read_to_exit
 from edgecam.cli import cli
 from edgecam.data.images import load_rgb
 from edgecam.runtime import capture, loop
@@ -302,7 +303,7 @@ def test_sigterm_while_recording_leaves_a_playable_video(model, photos, tmp_path
             assert line, "edgecam run ended before 11 frames: " + proc.stderr.read()[-2000:]
             lines.append(line)
         proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=60)
+        rest, err = read_to_exit(proc)
     finally:
         proc.kill()
     assert proc.returncode == 143, err[-2000:]  # 128 + SIGTERM
