@@ -413,10 +413,11 @@ class SlowStore(Store):
         super().save(stem, jpeg, sidecar)
 
 
-def keeper_on(store: Store, lines: list, **keep) -> Keeper:
+def keeper_on(store: Store, lines: list, wait: bool = False, **keep) -> Keeper:
     store.open()
     cfg = KeepConfig(dir=str(store.folder), sample=1.0, min_change=0.0, per_minute=10**6, per_hour=10**6, **keep)
-    return Keeper(cfg, store, "camera 0", ModelVersion("/models/a.tflite", "a" * 64), log=lines.append, queue_size=8)
+    return Keeper(cfg, store, "camera 0", ModelVersion("/models/a.tflite", "a" * 64), log=lines.append, queue_size=8,
+                  wait=wait)
 
 
 def test_a_slow_disk_never_holds_up_the_loop_frames_are_dropped_and_counted(tmp_path):
@@ -434,6 +435,23 @@ def test_a_slow_disk_never_holds_up_the_loop_frames_are_dropped_and_counted(tmp_
     keeper.close()
     assert keeper.kept["sample"] == 100 - keeper.dropped  # what waited is written at the end
     assert f"; {keeper.dropped} dropped" in lines[-1]
+
+
+def test_frames_of_a_file_wait_for_a_slow_disk_none_dropped(tmp_path):
+    """A video file is not a camera: its loop may wait, so what is kept depends on the file alone,
+    not on how busy the machine was."""
+    lines: list[str] = []
+    store = SlowStore(tmp_path)
+    keeper = keeper_on(store, lines, wait=True)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    threading.Timer(0.5, store.go.set).start()  # the disk holds the first saves for half a second
+    start = time.perf_counter()
+    for i in range(30):
+        keeper.write_raw(result(changed=i == 0, frame=i, t=i / 10), frame)
+    assert time.perf_counter() - start >= 0.4  # the loop waited for the disk
+    keeper.close()
+    assert keeper.dropped == 0 and keeper.kept["sample"] == 30
+    assert not any("dropping frames" in line for line in lines)
 
 
 def test_a_disk_that_refuses_is_said_once_and_the_run_goes_on(tmp_path):

@@ -171,7 +171,7 @@ def _open_outputs(cfg: RunConfig, classifier: Classifier, source: Source, extra_
     try:
         outputs += build_outputs(cfg, source.fps, not cfg.headless if window is None else window)
         if cfg.keep.dir:
-            outputs.append(open_keeper(cfg.keep, source.name, model))
+            outputs.append(open_keeper(cfg.keep, source.name, model, live=source.live))
         outputs += extra_outputs(classifier, source) if extra_outputs else []
     except BaseException:
         for output in outputs:

@@ -61,8 +61,9 @@ class Job:
 
 
 def open_keeper(cfg: KeepConfig, source: str, model: ModelVersion | None,
-                log: Callable[[str], None] = _log) -> "Keeper":
+                log: Callable[[str], None] = _log, live: bool = True) -> "Keeper":
     """Prepare ``cfg.dir`` (what an interrupted run left is removed, the quota applied) and start the writer.
+    ``live``: a camera, which must not wait for the disk; a file can (nothing is dropped).
 
     Fails in one line (OutputError) when the folder cannot be made or written, before any frame is read.
     """
@@ -84,7 +85,7 @@ def open_keeper(cfg: KeepConfig, source: str, model: ModelVersion | None,
     log(f"keep: frames worth a second look go to {cfg.dir} ({reasons}; at most {cfg.per_minute}/min and "
         f"{cfg.per_hour}/h per reason; {len(store.pairs)} pairs there, {store.total / MB:.1f} of "
         f"{cfg.quota_mb:g} MB)")
-    return Keeper(cfg, store, source, model, log)
+    return Keeper(cfg, store, source, model, log, wait=not live)
 
 
 class Keeper(Output):
@@ -93,8 +94,9 @@ class Keeper(Output):
     wants_raw = True
 
     def __init__(self, cfg: KeepConfig, store: Store, source: str, model: ModelVersion | None,
-                 log: Callable[[str], None] = _log, queue_size: int | None = None):
+                 log: Callable[[str], None] = _log, queue_size: int | None = None, wait: bool = False):
         self.cfg, self.store, self.source, self.model, self.log = cfg, store, source, model, log
+        self.wait = wait  # a file's frames wait for the writer (what is kept then depends on the file alone)
         self.reasons, self.limits, self.recent = Reasons(cfg), RateLimit(cfg), Recent(cfg.min_change)
         self.kept: collections.Counter[str] = collections.Counter()
         self.dropped = self.failed = self.duplicates = self.limited = 0
@@ -119,7 +121,7 @@ class Keeper(Output):
             return
         self.limits.take(reason, result.time)  # also when dropped below: a stalled disk is not retried at frame rate
         try:
-            self._queue.put_nowait(Job(reason, result, rgb.copy(), self.reasons.announced, self.model))
+            self._queue.put(Job(reason, result, rgb.copy(), self.reasons.announced, self.model), block=self.wait)
         except queue.Full:
             self.dropped += 1
             if self.dropped == 1:
