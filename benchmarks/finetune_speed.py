@@ -6,8 +6,9 @@ stage's memory, threads and compiled graphs cannot help or hurt the next):
 
 1. edgecam cold   ``finetune()`` with defaults and a fresh, empty embedding cache.
 2. edgecam warm   the same again with the cache the cold run filled.
-3. embedding      images/s of the cached backbone .tflite run by LiteRT (``EmbeddingCache.embed``,
-                  one image per call, as finetune does) vs Keras ``predict`` (batch 32) of the
+3. embedding      images/s of the cached backbone .tflite run by LiteRT as finetune's embedding
+                  pass runs it (``run_images``: one image per call, a one-thread interpreter per
+                  core) vs Keras ``predict`` (batch 32) of the
                   same backbone (``build_backbone``) on the same preloaded images, each after a
                   warm-up. Decoding and crop/resize are excluded for both; the uint8 -> float cast
                   is inside the LiteRT graph (timed) but done beforehand for Keras (not timed).
@@ -119,6 +120,7 @@ def stage_embedding(args) -> dict:
     from edgecam.config.finetune import ModelConfig
     from edgecam.data.images import load_rgb
     from edgecam.modelfile.preprocess import fit_to_input
+    from edgecam.runtime.inference_pool import run_images
     from edgecam.training.backbone import build_backbone
     from edgecam.training.embeddings import EmbeddingCache
 
@@ -128,10 +130,14 @@ def stage_embedding(args) -> dict:
     cfg = ModelConfig(weights=str(args.weights))
 
     cache = EmbeddingCache(args.work / "cache", cfg)
-    for image in images[:16]:
-        cache.embed(image)  # warm-up
+    model, outputs = cache.pass_model()
+
+    def embed_all(count: int) -> np.ndarray:
+        return np.stack([out[0][0] for _, out in run_images(model, lambda i: [images[i]], range(count), outputs)])
+
+    embed_all(16)  # warm-up
     start = time.perf_counter()
-    lite = np.stack([cache.embed(image) for image in images])
+    lite = embed_all(len(images))
     lite_s = time.perf_counter() - start
 
     backbone = build_backbone(cfg)

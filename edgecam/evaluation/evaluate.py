@@ -11,8 +11,10 @@ import csv
 import hashlib
 import io
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from edgecam.errors import DataError
 from edgecam.evaluation import unknown
 from edgecam.evaluation.metrics import classification_report
 from edgecam.runtime.classifier import Classifier
+from edgecam.runtime.inference_pool import AHEAD, ordered_map, worker_count
 
 
 def evaluate_samples(
@@ -49,12 +52,17 @@ def evaluate_samples(
         raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
     cache = OutputCache(cache_dir, classifier.path, unknown_scores) if cache_dir else None
     y_true, y_pred, rows, skipped, sources = [], [], [], [], set()
-    for s in console.progress(samples, desc, progress and not (cache and cache.covers(x.digest for x in samples))):
-        try:
-            probs, extra = _outputs(classifier, s, cache, unknown_scores)
-        except ImageDecodeError as err:
-            skipped.append({"path": str(s.path), "reason": str(err)})
-            continue
+    kept = [cache.get(s.digest) if cache else None for s in samples]
+    computed = _computed_rows(classifier, [s for s, row in zip(samples, kept) if row is None], unknown_scores)
+    for s, row in zip(console.progress(samples, desc, progress and any(row is None for row in kept)), kept):
+        if row is None:
+            row = next(computed)[1]
+            if isinstance(row, ImageDecodeError):
+                skipped.append({"path": str(s.path), "reason": str(row)})
+                continue
+            if cache:
+                cache.put(s.digest, row)
+        probs, extra = _split_row(row, unknown_scores)
         truth, guess = index[sample_labels[s.label]], int(np.argmax(probs))
         y_true.append(truth)
         y_pred.append(guess)
@@ -77,10 +85,24 @@ def evaluate_samples(
     return result
 
 
-def _outputs(classifier: Classifier, sample: Sample, cache: OutputCache | None, unknown_scores: bool
-             ) -> tuple[np.ndarray, tuple[float, str] | None]:
-    """One sample's probabilities (from the cache when it has them), and (unknown score, its source) if asked."""
-    return cached_outputs(classifier, sample.digest, lambda: load_rgb(sample.path), cache, unknown_scores)
+def _computed_rows(classifier: Classifier, samples: Sequence[Sample], unknown_scores: bool) -> Iterator:
+    """(sample, its ``_cache_row`` or the ImageDecodeError reading it) for each sample, in order, on
+    every core: a one-thread copy of ``classifier`` per worker decodes and classifies its own photos
+    (as the finetune embedding pass does, ``edgecam.runtime.inference_pool``)."""
+    local = threading.local()
+
+    def work(sample: Sample):
+        copy = getattr(local, "classifier", None)
+        if copy is None:
+            copy = local.classifier = Classifier(classifier.path, labels=classifier.labels, num_threads=1)
+        try:
+            return sample, _cache_row(copy, load_rgb(sample.path), unknown_scores)
+        except ImageDecodeError as err:
+            return sample, err
+
+    workers = worker_count()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from ordered_map(pool, work, samples, AHEAD * workers)
 
 
 def cached_outputs(classifier: Classifier, key: str, image, cache: OutputCache | None, unknown_scores: bool
@@ -92,6 +114,10 @@ def cached_outputs(classifier: Classifier, key: str, image, cache: OutputCache |
         row = _cache_row(classifier, image(), unknown_scores)
         if cache:
             cache.put(key, row)
+    return _split_row(row, unknown_scores)
+
+
+def _split_row(row: np.ndarray, unknown_scores: bool) -> tuple[np.ndarray, tuple[float, str] | None]:
     if not unknown_scores:
         return row, None
     return row[:-2].astype(np.float32), (float(row[-2]), unknown.MODEL if row[-1] else unknown.MAX_SOFTMAX)

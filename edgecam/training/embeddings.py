@@ -1,7 +1,7 @@
 """Backbone embeddings, computed once per image (and augmented view) and cached on disk.
 
-The frozen backbone is converted to a float32 ``.tflite`` once and run with LiteRT/XNNPACK,
-several times faster than Keras ``predict`` on a CPU. Embeddings are keyed by image content
+The frozen backbone is converted to a float32 ``.tflite`` once and run with LiteRT/XNNPACK on
+every core (``inference_pool``), several times faster than Keras ``predict`` on a CPU. Embeddings are keyed by image content
 and backbone settings, so extra epochs, new heads and re-runs cost almost nothing.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -21,15 +19,13 @@ from edgecam.console import log, progress_bar
 from edgecam.config.finetune import AugmentConfig, ModelConfig
 from edgecam.data.dataset import Sample
 from edgecam.data.images import load_rgb
-from edgecam.runtime.litert import make_interpreter
 from edgecam.modelfile.preprocess import PREPROCESSING, Preprocessing
 from edgecam.training import augment
 from edgecam.training.backbone import build_backbone, resolve_weights
 from edgecam.training.graph import add_output, add_pooled_output
+from edgecam.runtime.inference_pool import ImageRunner, run_images
 from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 from edgecam.training.unknown import TAPS
-
-PREFETCH = 16  # images decoded ahead of the interpreter
 
 
 def backbone_key(cfg: ModelConfig) -> str:
@@ -62,16 +58,15 @@ class EmbeddingCache:
         self.tap = TAPS.get(cfg.backbone)
         self.rule = Preprocessing(fit=cfg.fit)
         self._suffix = "" if self.rule == PREPROCESSING else f"-{self.rule.fit}"
-        self._interpreter = None
-        self._mid = None  # mid-level features of the last image embedded
-        self._cut, self._store, self._act = None, None, None  # see keep_activations
+        self._runner = None  # for embed()
+        self._cut, self._store = None, None  # see keep_activations
         self.hits = self.misses = 0
 
     def keep_activations(self, cut: str, store) -> None:
         """While computing embeddings, also hand each image's activation at layer ``cut`` (float16,
         plain view then augmented ones) to ``store(sample, rows, views, augment_cfg, seed)``: one
         backbone pass then serves fine-tuning too (``edgecam.training.tune``)."""
-        self._cut, self._store, self._interpreter = cut, store, None
+        self._cut, self._store, self._runner = cut, store, None
 
     def extractor_path(self) -> Path:
         path = self.dir / "backbone.tflite"
@@ -86,23 +81,11 @@ class EmbeddingCache:
         return add_pooled_output(backbone, self.tap) if self.tap else backbone
 
     def embed(self, image: np.ndarray) -> np.ndarray:
-        """Pooled embedding of one input-size uint8 RGB image; its mid-level features are left in
-        ``self._mid``. Not cached: for pixels made elsewhere (benchmarks)."""
-        if self._interpreter is None:
-            model = self.features_model()
-            self._interpreter = make_interpreter(model_content=add_output(model, self._cut) if self._cut else model)
-            self._in = self._interpreter.get_input_details()[0]["index"]
-            outputs = self._interpreter.get_output_details()
-            self._out = outputs[0]["index"]
-            self._mid_out = next((o["index"] for o in outputs if o["name"] == f"{self.tap}/mean"), None)
-            self._act_out = next((o["index"] for o in outputs if o["name"] == f"{self._cut}/activation"), None)
-        self._interpreter.set_tensor(self._in, image[None])
-        self._interpreter.invoke()
-        if self._mid_out is not None:
-            self._mid = self._interpreter.get_tensor(self._mid_out)[0].astype(np.float32)
-        if self._act_out is not None:
-            self._act = self._interpreter.get_tensor(self._act_out)[0].astype(np.float16)
-        return self._interpreter.get_tensor(self._out)[0].astype(np.float32)
+        """Pooled embedding of one input-size uint8 RGB image, as the embedding pass computes it
+        (one thread). Not cached: for pixels made elsewhere (benchmarks)."""
+        if self._runner is None:
+            self._runner = ImageRunner(*self.pass_model())
+        return self._runner(image)[0].astype(np.float32)
 
     def _file(self, digest: str, kind: str) -> Path:
         return self.dir / kind / digest[:2] / f"{digest}.npy"
@@ -172,9 +155,19 @@ class EmbeddingCache:
         key = hashlib.sha256(json.dumps([kinds, views, [s.digest for s in samples]]).encode()).hexdigest()
         return self.dir / "packs" / f"{key[:32]}.npy"
 
+    def pass_model(self) -> tuple[bytes, list[str | None]]:
+        """The model the embedding pass runs and its outputs: pooled, [mid-level], [activation at the cut]."""
+        model = self.features_model()
+        outputs: list[str | None] = [None] + ([f"{self.tap}/mean"] if self.tap else [])
+        if self._cut:
+            model = add_output(model, self._cut)
+            outputs.append(f"{self._cut}/activation")
+        return model, outputs
+
     def _compute(self, samples, indices, kinds, views, augment_cfg, seed, results, desc):
         size = self.cfg.input_size
         self.extractor_path()  # convert before the progress bar starts
+        model, outputs = self.pass_model()
 
         def prepare(s: Sample) -> list[np.ndarray]:
             rgb = load_rgb(s.path)
@@ -185,24 +178,18 @@ class EmbeddingCache:
             return batch
 
         bar = progress_bar(len(samples) * (1 + views), desc or "", enabled=desc is not None)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for s, i, images in zip(samples, indices, _prefetch(pool, prepare, samples)):
-                vectors, acts = [], []
-                for image in images:
-                    vectors.append(self.embed(image))
-                    acts.append(self._act)
-                    if len(vectors) == 1 and self.tap:
-                        self._save(self._file(s.digest, f"mid{self._suffix}"), self._mid[None])
-                    bar.update(1)
-                if self._store:
-                    self._store(s, np.stack(acts), views, augment_cfg, seed)
-                plain = np.stack(vectors[:1])
-                self._save(self._file(s.digest, kinds[0]), plain)
-                results[i] = [plain]
-                if views:
-                    aug = np.stack(vectors[1:])
-                    self._save(self._file(s.digest, kinds[1]), aug)
-                    results[i].append(aug)
+        for (s, i), images in run_images(model, lambda item: prepare(item[0]), list(zip(samples, indices)), outputs):
+            vectors = np.stack([out[0] for out in images]).astype(np.float32)
+            if self.tap:
+                self._save(self._file(s.digest, f"mid{self._suffix}"), images[0][1][None].astype(np.float32))
+            if self._store:
+                self._store(s, np.stack([out[-1] for out in images]).astype(np.float16), views, augment_cfg, seed)
+            self._save(self._file(s.digest, kinds[0]), vectors[:1])
+            results[i] = [vectors[:1]]
+            if views:
+                self._save(self._file(s.digest, kinds[1]), vectors[1:])
+                results[i].append(vectors[1:])
+            bar.update(len(images))
         bar.close()
 
     @staticmethod
@@ -218,16 +205,3 @@ class EmbeddingCache:
         with files.atomic_path(path, durable=False) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, array)
-
-
-def _prefetch(pool, fn, items, ahead: int = PREFETCH):
-    """``map(fn, items)`` in order, with at most ``ahead`` items prepared in the background."""
-    pending = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) > ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-

@@ -17,7 +17,6 @@ outcome the first run kept (``tune_memo``).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,8 +30,9 @@ from edgecam.data.dataset import Dataset, Sample
 from edgecam.data.images import load_rgb
 from edgecam.errors import ModelError
 from edgecam.training import augment
-from edgecam.training.embeddings import EmbeddingCache, _prefetch
+from edgecam.training.embeddings import EmbeddingCache
 from edgecam.training.graph import Graph
+from edgecam.runtime.inference_pool import run_images
 from edgecam.training.tune_fit import fit_top
 from edgecam.training.tune_memo import TuneMemo, memo_key
 
@@ -56,7 +56,6 @@ class ActivationCache:
     def __init__(self, cache: EmbeddingCache, cut: str):
         self.cache, self.cut = cache, cut
         self.dir = cache.dir / f"act-{cut}"
-        self._interpreter = None
         self.hits = self.misses = 0
 
     def _file(self, digest: str, kind: str) -> Path:
@@ -73,18 +72,6 @@ class ActivationCache:
         _save(self._file(sample.digest, kinds[0]), rows[:1])
         if views:
             _save(self._file(sample.digest, kinds[1]), rows[1:])
-
-    def _run(self, image: np.ndarray) -> np.ndarray:
-        if self._interpreter is None:
-            from edgecam.runtime.litert import make_interpreter
-
-            self._interpreter = make_interpreter(model_content=lower_model(self.cache.extractor_path().read_bytes(),
-                                                                           self.cut))
-            self._in = self._interpreter.get_input_details()[0]["index"]
-            self._out = self._interpreter.get_output_details()[0]["index"]
-        self._interpreter.set_tensor(self._in, image[None])
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._out)[0].astype(np.float16)
 
     def activations(self, samples: Sequence[Sample], views: int = 0, augment_cfg: AugmentConfig | None = None,
                     seed: int = 0, desc: str = "activations", progress: bool = True) -> np.ndarray:
@@ -109,25 +96,21 @@ class ActivationCache:
 
     def _compute(self, samples, todo, kinds, views, augment_cfg, seed, rows, desc):
         size, rule = self.cache.cfg.input_size, self.cache.rule
-        self.cache.extractor_path()  # convert before the progress bar starts
+        model = lower_model(self.cache.extractor_path().read_bytes(), self.cut)  # before the progress bar
 
-        def prepare(s: Sample) -> list[np.ndarray]:  # the pixels EmbeddingCache embeds
-            rgb = load_rgb(s.path)
+        def prepare(i: int) -> list[np.ndarray]:  # the pixels EmbeddingCache embeds
+            rgb = load_rgb(samples[i].path)
             return [rule.apply(rgb, (size, size))] + [
-                augment.augmented_view(rgb, size, augment_cfg, augment.view_rng(seed, s.digest, v), rule)
+                augment.augmented_view(rgb, size, augment_cfg, augment.view_rng(seed, samples[i].digest, v), rule)
                 for v in range(views)]
 
         bar = progress_bar(len(todo) * (1 + views), desc or "", enabled=desc is not None)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for i, images in zip(todo, _prefetch(pool, prepare, [samples[i] for i in todo])):
-                out = []
-                for image in images:
-                    out.append(self._run(image))
-                    bar.update(1)
-                rows[i] = np.stack(out)
-                _save(self._file(samples[i].digest, kinds[0]), rows[i][:1])
-                if views:
-                    _save(self._file(samples[i].digest, kinds[1]), rows[i][1:])
+        for i, images in run_images(model, prepare, todo, [None]):
+            rows[i] = np.stack([out[0] for out in images]).astype(np.float16)
+            _save(self._file(samples[i].digest, kinds[0]), rows[i][:1])
+            if views:
+                _save(self._file(samples[i].digest, kinds[1]), rows[i][1:])
+            bar.update(len(images))
         bar.close()
 
 
