@@ -30,7 +30,8 @@ Test accuracy: edgecam's exported model.tflite run with LiteRT; the tutorial's K
 
 Run (30-60 min on 2 cores):  .venv/bin/python benchmarks/finetune_speed.py > bench.log 2>&1
 Options: --quick (tiny subset, 2 tutorial epochs; NOT the real comparison), --skip-tutorial,
---data FLOWERS_ROOT (with train/ and test/), --weights FOLDER_WITH_KERAS_H5, --keep.
+--data FLOWERS_ROOT (with train/ and test/), --weights FOLDER_WITH_KERAS_H5, --keep; then any
+finetune overrides (key=value) for the edgecam runs, e.g. train.fine_tune_blocks=0.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def stage_edgecam(args) -> dict:
     from edgecam.training.finetune import finetune
 
     overrides = [f"data.path={args.data}", f"model.weights={args.weights}", f"cache={args.work / 'cache'}",
-                 f"output={args.work / 'runs'}", "name=bench"]
+                 f"output={args.work / 'runs'}", "name=bench", *args.overrides]
     cfg = load_finetune_config(None, overrides)
     clock = Clock()
     result = finetune(cfg)
@@ -161,12 +162,15 @@ STAGES = {"edgecam": stage_edgecam, "tutorial": stage_tutorial, "embedding": sta
 
 # ---------------------------------------------------------------- driver
 
-def run_stage(name: str, args, work: Path, label: str) -> dict:
-    """Run one stage in a child process; its output goes to ours, its result comes back as JSON."""
-    result_file = work / f"{label}.json"
+def run_stage(name: str, args, work: Path, label: str, overrides: list[str] | None = None) -> dict:
+    """Run one stage in a child process; its output goes to ours, its result comes back as JSON.
+    ``overrides``: the edgecam run's finetune overrides (default: the command line's)."""
+    work.mkdir(parents=True, exist_ok=True)
+    result_file = work / f"{''.join(c if c.isalnum() else '_' for c in label)}.json"
     command = [sys.executable, str(Path(__file__).resolve()), "--stage", name, "--data", str(args.data),
                "--weights", str(args.weights), "--work", str(work), "--result", str(result_file),
-               "--epochs", str(args.epochs), "--images", str(args.images)]
+               "--epochs", str(args.epochs), "--images", str(args.images),
+               *(args.overrides if overrides is None else overrides)]
     print(f"\n=== {label} ===", file=sys.stderr, flush=True)
     start, load = time.perf_counter(), os.getloadavg()[0]
     subprocess.run(command, check=True)
@@ -235,6 +239,11 @@ def parse_args(argv=None):
         parser.add_argument(internal, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--images", type=int, default=256, help=argparse.SUPPRESS)
+    parser.add_argument("--compare", action="append", default=[], metavar="'KEY=VALUE ...'",
+                        help="another cold edgecam run with these overrides (own empty cache), in the same "
+                             "invocation; repeatable")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="finetune config overrides for both edgecam runs, e.g. train.fine_tune_blocks=0")
     args = parser.parse_args(argv)
     args.data, args.weights = args.data.resolve(), args.weights.resolve()
     return args
@@ -256,9 +265,18 @@ def main(argv=None) -> None:
         read_all_files(args.data)
         cold = run_stage("edgecam", args, work, "edgecam cold")
         warm = run_stage("edgecam", args, work, "edgecam warm")
+        others = [(settings, run_stage("edgecam", args, work / f"compare{i}", f"edgecam cold, {settings}",
+                                       settings.split()))
+                  for i, settings in enumerate(args.compare)]
         embed = run_stage("embedding", args, work, "embedding throughput")
         tutorial = None if args.skip_tutorial else run_stage("tutorial", args, work, "keras tutorial")
         print_table(cold, warm, tutorial, embed, args.quick)
+        for settings, other in others:
+            print(f"edgecam cold with {settings}: {other['wall']:.1f} s wall, {other['cpu']:.1f} s CPU, test acc "
+                  f"{other['acc']:.3f}" + (f"; speed-up {tutorial['wall'] / other['wall']:.1f}x (CPU "
+                                           f"{tutorial['cpu'] / other['cpu']:.1f}x)" if tutorial else "")
+                  + f"\n  stages s: {' · '.join(f'{k} {v:.1f}' for k, v in other['timings'].items())}", flush=True)
+        print(f"edgecam settings: defaults{' + ' + ' '.join(args.overrides) if args.overrides else ''}", flush=True)
     finally:
         if args.keep:
             print(f"work folder kept: {work}", flush=True)
