@@ -132,7 +132,7 @@ def shift_set(out: Path) -> Path:
     if not (target / "camera_shift.json").is_file():
         log("generating the camera-shift copy of flowers/test")
         subprocess.run([*EDGECAM, "datasets", "shift", str(FLOWERS / "test"), str(target), "--force", "-q"],
-                       check=True, cwd=ROOT)
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)  # it prints the folder: not the table's
     return target
 
 

@@ -52,16 +52,10 @@ def evaluate_samples(
         raise DataError(f"{classifier.path}: the model has no label(s) {', '.join(missing)}")
     cache = OutputCache(cache_dir, classifier.path, unknown_scores) if cache_dir else None
     y_true, y_pred, rows, skipped, sources = [], [], [], [], set()
-    kept = [cache.get(s.digest) if cache else None for s in samples]
-    computed = _computed_rows(classifier, [s for s, row in zip(samples, kept) if row is None], unknown_scores)
-    for s, row in zip(console.progress(samples, desc, progress and any(row is None for row in kept)), kept):
-        if row is None:
-            row = next(computed)[1]
-            if isinstance(row, ImageDecodeError):
-                skipped.append({"path": str(s.path), "reason": str(row)})
-                continue
-            if cache:
-                cache.put(s.digest, row)
+    for s, row in _sample_rows(classifier, samples, cache, unknown_scores, desc, progress):
+        if isinstance(row, ImageDecodeError):
+            skipped.append({"path": str(s.path), "reason": str(row)})
+            continue
         probs, extra = _split_row(row, unknown_scores)
         truth, guess = index[sample_labels[s.label]], int(np.argmax(probs))
         y_true.append(truth)
@@ -83,6 +77,20 @@ def evaluate_samples(
     if unknown_scores:
         result["unknown_source"] = unknown.MAX_SOFTMAX if unknown.MAX_SOFTMAX in sources else unknown.MODEL
     return result
+
+
+def _sample_rows(classifier: Classifier, samples: Sequence[Sample], cache: OutputCache | None, unknown_scores: bool,
+                 desc: str, progress: bool) -> Iterator:
+    """(sample, its ``_cache_row`` or the ImageDecodeError reading it), in order: from ``cache`` when it
+    has the row, else computed (and kept in ``cache``); a progress bar when anything is computed."""
+    kept = [cache.get(s.digest) if cache else None for s in samples]
+    computed = _computed_rows(classifier, [s for s, row in zip(samples, kept) if row is None], unknown_scores)
+    for s, row in zip(console.progress(samples, desc, progress and any(row is None for row in kept)), kept):
+        if row is None:
+            row = next(computed)[1]
+            if cache and not isinstance(row, ImageDecodeError):
+                cache.put(s.digest, row)
+        yield s, row
 
 
 def _computed_rows(classifier: Classifier, samples: Sequence[Sample], unknown_scores: bool) -> Iterator:
