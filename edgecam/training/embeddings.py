@@ -1,8 +1,9 @@
 """Backbone embeddings, computed once per image (and augmented view) and cached on disk.
 
 The frozen backbone is converted to a float32 ``.tflite`` once and run with LiteRT/XNNPACK on
-every core (``inference_pool``), several times faster than Keras ``predict`` on a CPU. Embeddings are keyed by image content
-and backbone settings, so extra epochs, new heads and re-runs cost almost nothing.
+every core (``inference_pool``), several times faster than Keras ``predict`` on a CPU.
+Embeddings are keyed by image content and backbone settings, so extra epochs, new heads and
+re-runs cost almost nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from edgecam.config.finetune import AugmentConfig, ModelConfig
 from edgecam.data.dataset import Sample
 from edgecam.data.images import load_rgb
 from edgecam.modelfile.preprocess import PREPROCESSING, Preprocessing
+from edgecam.runtime.inference_pool import ImageRunner, run_images
 from edgecam.training import augment
 from edgecam.training.backbone import build_backbone, resolve_weights
 from edgecam.training.graph import add_output, add_pooled_output
-from edgecam.runtime.inference_pool import ImageRunner, run_images
 from edgecam.training.tflite import keras_to_tflite, uint8_input_model
 from edgecam.training.unknown import TAPS
 

@@ -226,13 +226,21 @@ def _head_accuracy(head, embeddings: np.ndarray, y: np.ndarray) -> float:
 
 
 def _calibration_images(dataset: Dataset, cfg: FinetuneConfig) -> np.ndarray:
+    """Training photos as training saw them: with augmented views on, every other one is its first
+    augmented view (camera effects included), so int8's ranges also cover camera-like frames."""
     from edgecam.data.images import load_rgb
+    from edgecam.training import augment
 
-    train = dataset.split("train")
-    rng = np.random.default_rng(cfg.train.seed)
+    train, t = dataset.split("train"), cfg.train
+    rng = np.random.default_rng(t.seed)
     picks = rng.choice(len(train), size=min(cfg.export.calibration_images, len(train)), replace=False)
-    size, rule = (cfg.model.input_size, cfg.model.input_size), Preprocessing(fit=cfg.model.fit)
-    return np.stack([rule.apply(load_rgb(train[i].path), size) for i in sorted(picks)])
+    size, rule = cfg.model.input_size, Preprocessing(fit=cfg.model.fit)
+    images = []
+    for n, i in enumerate(sorted(picks)):
+        rgb = load_rgb(train[i].path)
+        images.append(augment.augmented_view(rgb, size, t.augment, augment.view_rng(t.seed, train[i].digest, 0), rule)
+                      if t.augment.views and n % 2 else rule.apply(rgb, (size, size)))
+    return np.stack(images)
 
 
 def _export(model, dataset: Dataset, cfg: FinetuneConfig, run_dir: Path, keras_acc: dict,

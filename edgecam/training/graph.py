@@ -300,7 +300,8 @@ def add_output(model: bytes, layer: str) -> bytes:
 
 def splice(model: bytes, cut: str, upper: bytes) -> bytes:
     """``model`` with everything above layer ``cut``'s activation replaced by ``upper``, a model
-    whose one input is that activation (MobileNetV2's top 3 blocks convert in 0.6 s, the whole backbone in 2 s).
+    whose one input is that activation (MobileNetV2's top 3 blocks convert in 0.6 s, the whole
+    backbone in 2 s).
     The outputs are ``upper``'s; operators, tensors and weights nothing needs any more are dropped."""
     g, top = Graph(model), Graph(upper)
     at = g.find_activation(cut)

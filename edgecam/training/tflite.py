@@ -1,9 +1,9 @@
 """Keras → TFLite bytes: the converter route, and a head appended without the converter.
 
 ``keras_to_tflite`` converts the backbone that computes the cached embeddings and the exported
-classifiers. The backbone is converted once; ``append_head`` adds FULLY_CONNECTED + SOFTMAX (and the unknown score) to that
-graph, which gives the float32 classifier in milliseconds instead of another converter round
-trip, and runs exactly the backbone the head was trained on.
+classifiers. The backbone is converted once; ``append_head`` adds FULLY_CONNECTED + SOFTMAX (and
+the unknown score) to that graph, which gives the float32 classifier in milliseconds instead of
+another converter round trip, and runs exactly the backbone the head was trained on.
 """
 
 from __future__ import annotations
