@@ -11,8 +11,6 @@ import csv
 import hashlib
 import io
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,7 +24,7 @@ from edgecam.errors import DataError
 from edgecam.evaluation import unknown
 from edgecam.evaluation.metrics import classification_report
 from edgecam.runtime.classifier import Classifier
-from edgecam.runtime.inference_pool import AHEAD, ordered_map, worker_count
+from edgecam.runtime.inference_pool import map_on_workers
 
 
 def evaluate_samples(
@@ -97,20 +95,13 @@ def _computed_rows(classifier: Classifier, samples: Sequence[Sample], unknown_sc
     """(sample, its ``_cache_row`` or the ImageDecodeError reading it) for each sample, in order, on
     every core: a one-thread copy of ``classifier`` per worker decodes and classifies its own photos
     (as the finetune embedding pass does, ``edgecam.runtime.inference_pool``)."""
-    local = threading.local()
-
-    def work(sample: Sample):
-        copy = getattr(local, "classifier", None)
-        if copy is None:
-            copy = local.classifier = Classifier(classifier.path, labels=classifier.labels, num_threads=1)
+    def work(copy: Classifier, sample: Sample):
         try:
             return sample, _cache_row(copy, load_rgb(sample.path), unknown_scores)
         except ImageDecodeError as err:
             return sample, err
 
-    workers = worker_count()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from ordered_map(pool, work, samples, AHEAD * workers)
+    return map_on_workers(lambda: Classifier(classifier.path, labels=classifier.labels, num_threads=1), work, samples)
 
 
 def cached_outputs(classifier: Classifier, key: str, image, cache: OutputCache | None, unknown_scores: bool

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgecam.runtime.litert import make_interpreter
 
-T = TypeVar("T")
+T, S, R = TypeVar("T"), TypeVar("S"), TypeVar("R")
 AHEAD = 4  # items in flight per worker: bounds the prepared images held in memory
 
 
@@ -39,21 +39,29 @@ def worker_count() -> int:
     return os.cpu_count() or 1
 
 
-def run_images(model: bytes, prepare: Callable[[T], list[np.ndarray]], items: Sequence[T],
-               outputs: Sequence[str | None], workers: int | None = None) -> Iterator[tuple[T, list[list[np.ndarray]]]]:
-    """For each item, in order: (item, per image ``prepare(item)`` gives, the outputs named in
-    ``outputs``: None = the model's first). Outputs are copies, in the model's dtype."""
+def map_on_workers(make: Callable[[], S], fn: Callable[[S, T], R], items: Iterable[T],
+                   workers: int | None = None) -> Iterator[R]:
+    """``fn(state, item)`` for each item, in order, on ``workers`` threads (default: one per core),
+    each thread with its own ``state = make()`` (an interpreter: they are not shared)."""
     local = threading.local()
 
-    def work(item: T) -> tuple[T, list[list[np.ndarray]]]:
-        runner = getattr(local, "runner", None)
-        if runner is None:
-            runner = local.runner = ImageRunner(model, outputs)
-        return item, [runner(image) for image in prepare(item)]
+    def work(item: T) -> R:
+        state = getattr(local, "state", None)
+        if state is None:
+            state = local.state = make()
+        return fn(state, item)
 
     workers = workers or worker_count()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         yield from ordered_map(pool, work, items, AHEAD * workers)
+
+
+def run_images(model: bytes, prepare: Callable[[T], list[np.ndarray]], items: Sequence[T],
+               outputs: Sequence[str | None], workers: int | None = None) -> Iterator[tuple[T, list[list[np.ndarray]]]]:
+    """For each item, in order: (item, per image ``prepare(item)`` gives, the outputs named in
+    ``outputs``: None = the model's first). Outputs are copies, in the model's dtype."""
+    return map_on_workers(lambda: ImageRunner(model, outputs),
+                          lambda runner, item: (item, [runner(image) for image in prepare(item)]), items, workers)
 
 
 class ImageRunner:
