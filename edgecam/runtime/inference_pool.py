@@ -24,7 +24,7 @@ T, S, R = TypeVar("T"), TypeVar("S"), TypeVar("R")
 AHEAD = 4  # items in flight per worker: bounds the prepared images held in memory
 
 
-def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
     """``map(fn, items)`` in order, with at most ``ahead`` items submitted and not yet taken."""
     pending: deque = deque()
     for item in items:
@@ -33,10 +33,6 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: 
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
-
-
-def worker_count() -> int:
-    return os.cpu_count() or 1
 
 
 def map_on_workers(make: Callable[[], S], fn: Callable[[S, T], R], items: Iterable[T],
@@ -51,9 +47,9 @@ def map_on_workers(make: Callable[[], S], fn: Callable[[S, T], R], items: Iterab
             state = local.state = make()
         return fn(state, item)
 
-    workers = workers or worker_count()
+    workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from ordered_map(pool, work, items, AHEAD * workers)
+        yield from _ordered_map(pool, work, items, AHEAD * workers)
 
 
 def run_images(model: bytes, prepare: Callable[[T], list[np.ndarray]], items: Sequence[T],
