@@ -360,6 +360,14 @@ def test_a_rerun_with_the_same_inputs_takes_the_kept_outcome(tmp_path):
     assert again["training"]["history"] == first["training"]["history"]
     assert (kept()[0] / "features.tflite").is_file()
 
+    # A kept outcome that cannot be read is trained again, and the export converts the new weights:
+    # it never takes the converted model an earlier outcome left in the folder.
+    (kept()[0] / "weights.npz").write_bytes(b"torn")
+    (kept()[0] / "features.tflite").write_bytes(b"stale")
+    third, log, model_third = run()
+    assert "fine-tune epoch" in log and third["metrics"] == first["metrics"] and model_third == model
+    assert (kept()[0] / "features.tflite").read_bytes() != b"stale"
+
     other, log, _ = run("train.fine_tune_learning_rate=0.0006")
     assert "fine-tune epoch" in log and len(kept()) == 2
     assert other["training"]["history"]["fine_tune"]["loss"] != first["training"]["history"]["fine_tune"]["loss"]

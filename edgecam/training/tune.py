@@ -133,11 +133,12 @@ class TunedFeatures:
     embedding cache (``tap``, ``embeddings``, ``mid_features``, ``features_model``)."""
 
     def __init__(self, cache: EmbeddingCache, activations: ActivationCache, backbone, upper, mid_above_cut: bool,
-                 memo: TuneMemo | None = None):
+                 memo: TuneMemo | None = None, features: bytes | None = None):
+        """``memo`` keeps the converted model once made; ``features``: the one it kept for these weights."""
         self.cache, self.acts, self.backbone, self.upper = cache, activations, backbone, upper
         self.tap, self.mid_above_cut = cache.tap, mid_above_cut
         self.memo = memo
-        self._features: bytes | None = memo.features() if memo else None
+        self._features = features
 
     def run(self, activations: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(pooled embeddings, mid-level features or None) of float16 activations (n, H, W, C)."""
@@ -246,11 +247,12 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     mid_above = bool(tap) and any(layer.name == tap for layer in upper.layers)
     use_memo, memo = memo, TuneMemo(cache.dir / "tuned", memo_key(cfg, cut, head, dataset, cache.rule.key))
 
-    def outcome(history: dict, accuracy: dict, embedded: dict, reverted: bool) -> Tuned:
+    def outcome(history: dict, accuracy: dict, embedded: dict, reverted: bool, kept: bool = False) -> Tuned:
         if reverted:
             return Tuned(history, {}, {}, None, cut, reverted=True)
+        # A model converted earlier is only these weights' when the weights are the kept ones
         features = TunedFeatures(cache, acts, backbone, upper_model(backbone, cut, tap if mid_above else None),
-                                 mid_above, memo)
+                                 mid_above, memo, memo.features() if kept else None)
         return Tuned(history, accuracy, embedded, features, cut, reverted=False)
 
     kept = memo.load() if use_memo else None
@@ -259,7 +261,8 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
         head.set_weights(kept["head"])
         log(f"fine-tuning the top {t.fine_tune_blocks} blocks above {cut}: as a previous run with the same inputs "
             f"(kept in {memo.dir})")
-        return outcome(kept["meta"]["history"], kept["meta"]["accuracy"], kept["embedded"], kept["meta"]["reverted"])
+        return outcome(kept["meta"]["history"], kept["meta"]["accuracy"], kept["embedded"], kept["meta"]["reverted"],
+                       kept=True)
 
     train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
     a_train = acts.activations(train, t.augment.views, t.augment, t.seed, "activations train", progress)

@@ -66,6 +66,8 @@ class TuneMemo:
 
     def save(self, meta: dict, upper: list, head: list, embedded: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / DONE).unlink(missing_ok=True)  # a new outcome: what the folder held is not its
+        (self.dir / "features.tflite").unlink(missing_ok=True)
         arrays = {f"upper_{i}": w for i, w in enumerate(upper)} | {f"head_{i}": w for i, w in enumerate(head)}
         _write_npz(self.dir / "weights.npz", arrays)
         if embedded:
