@@ -243,16 +243,14 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
     cut = cut_layer(cfg.model.backbone, backbone, t.fine_tune_blocks)
     acts = ActivationCache(cache, cut)
     upper = upper_model(backbone, cut)
-    tap = cache.tap
-    mid_above = bool(tap) and any(layer.name == tap for layer in upper.layers)
+    mid_above = bool(cache.tap) and any(layer.name == cache.tap for layer in upper.layers)
     use_memo, memo = memo, TuneMemo(cache.dir / "tuned", memo_key(cfg, cut, head, dataset, cache.rule.key))
 
-    def outcome(history: dict, accuracy: dict, embedded: dict, reverted: bool, kept: bool = False) -> Tuned:
+    def outcome(history: dict, accuracy: dict, embedded: dict, reverted: bool, converted: bytes | None = None) -> Tuned:
         if reverted:
             return Tuned(history, {}, {}, None, cut, reverted=True)
-        # A model converted earlier is only these weights' when the weights are the kept ones
-        features = TunedFeatures(cache, acts, backbone, upper_model(backbone, cut, tap if mid_above else None),
-                                 mid_above, memo, memo.features() if kept else None)
+        features = TunedFeatures(cache, acts, backbone, upper_model(backbone, cut, cache.tap if mid_above else None),
+                                 mid_above, memo, converted)
         return Tuned(history, accuracy, embedded, features, cut, reverted=False)
 
     kept = memo.load() if use_memo else None
@@ -261,8 +259,8 @@ def fine_tune_blocks(backbone, head, dataset: Dataset, cache: EmbeddingCache, cf
         head.set_weights(kept["head"])
         log(f"fine-tuning the top {t.fine_tune_blocks} blocks above {cut}: as a previous run with the same inputs "
             f"(kept in {memo.dir})")
-        return outcome(kept["meta"]["history"], kept["meta"]["accuracy"], kept["embedded"], kept["meta"]["reverted"],
-                       kept=True)
+        meta = kept["meta"]  # the kept weights' converted model comes with them (never a fresh run's)
+        return outcome(meta["history"], meta["accuracy"], kept["embedded"], meta["reverted"], memo.features())
 
     train, val, test = dataset.split("train"), dataset.split("val"), dataset.split("test")
     a_train = acts.activations(train, t.augment.views, t.augment, t.seed, "activations train", progress)
