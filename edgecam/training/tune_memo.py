@@ -27,6 +27,7 @@ from edgecam.data.dataset import Dataset
 VERSION = 2  # bump when fine-tuning itself changes (2: its own loop of train_on_batch, tune_fit.py)
 KEEP = 4
 DONE = "memo.json"  # written last: a folder without it is incomplete
+FEATURES = "features.tflite"  # the tuned backbone, converted (once exported)
 
 
 def memo_key(cfg: FinetuneConfig, cut: str, head, dataset: Dataset, rule_key: str) -> str:
@@ -66,8 +67,8 @@ class TuneMemo:
 
     def save(self, meta: dict, upper: list, head: list, embedded: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / DONE).unlink(missing_ok=True)  # a new outcome: what the folder held is not its
-        (self.dir / "features.tflite").unlink(missing_ok=True)
+        for old in (DONE, FEATURES):  # a new outcome: what the folder held is not its
+            (self.dir / old).unlink(missing_ok=True)
         arrays = {f"upper_{i}": w for i, w in enumerate(upper)} | {f"head_{i}": w for i, w in enumerate(head)}
         _write_npz(self.dir / "weights.npz", arrays)
         if embedded:
@@ -77,13 +78,13 @@ class TuneMemo:
 
     def features(self) -> bytes | None:
         try:
-            return (self.dir / "features.tflite").read_bytes()
+            return (self.dir / FEATURES).read_bytes()
         except OSError:
             return None
 
     def save_features(self, tflite: bytes) -> None:
         if self.dir.is_dir():
-            files.write_bytes(self.dir / "features.tflite", tflite)
+            files.write_bytes(self.dir / FEATURES, tflite)
 
     def _prune(self) -> None:
         kept = sorted((d for d in self.root.iterdir() if (d / DONE).is_file()),
